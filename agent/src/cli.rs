@@ -1,0 +1,406 @@
+//! The command line exactly as the user typed it ("low args", ripgrep style).
+//!
+//! Mirrors `../shared/design/cli.md`, which is a contract: syntax written there must keep
+//! working. Validation that needs more than one flag, the filesystem, or the network happens
+//! later in each command's plan, before any side effect.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// ccmount: attest to a Trustee KBS, fetch a model key, and serve a gocryptfs-encrypted
+/// model as plaintext (FUSE mount, RAM decrypt, or GPU load).
+#[derive(Debug, Parser)]
+#[command(name = "ccmount", version, about, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command accepts (attestation and output).
+#[derive(Debug, Args)]
+pub(crate) struct GlobalArgs {
+    /// KBS base URL, e.g. https://kbs.example:8080 (else from --config or the kernel
+    /// command line `agent.aa_kbc_params=cc_kbc::<url>`).
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) kbs_url: Option<String>,
+    /// Extra CA certificate (PEM) to trust for the KBS's TLS certificate.
+    #[arg(long, global = true, value_name = "PEM")]
+    pub(crate) kbs_cert: Option<PathBuf>,
+    /// TEE evidence to present: auto-detect, or name one. `sample` is insecure and only for
+    /// tests; it is never chosen by `auto`.
+    #[arg(long, global = true, value_name = "TEE", default_value = "auto")]
+    pub(crate) tee: String,
+    /// TOML configuration file (KBS settings, jobs, secrets to deliver).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Total deadline for KBS operations, e.g. 30s, 2m.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// Allow a plain-HTTP KBS URL (tests only: the key would cross the network in a JWE,
+    /// but the token and the resource path would not be protected).
+    #[arg(long, global = true)]
+    pub(crate) insecure_http: bool,
+    /// More logging (-v debug, -vv trace). Secrets are never logged at any level.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub(crate) verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+    /// Log format on stderr: human text, or one JSON object per line (Kubernetes).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+    /// Write a JSON receipt of what was accepted (model digest, key URI, TEE, versions).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) receipt: Option<PathBuf>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where the model key comes from. Exactly one source must be given.
+#[derive(Debug, Clone, Args)]
+#[group(id = "keysrc", multiple = false)]
+pub(crate) struct KeyArgs {
+    /// Password file; its first line is the password (as gocryptfs -passfile).
+    #[arg(long, value_name = "FILE", group = "keysrc")]
+    pub(crate) passfile: Option<PathBuf>,
+    /// File holding the master key as 64 hex digits (dashes allowed, as gocryptfs prints it).
+    #[arg(long, value_name = "FILE", group = "keysrc")]
+    pub(crate) masterkey_file: Option<PathBuf>,
+    /// Fetch the key from the KBS after attestation: kbs:///REPO/TYPE/TAG.
+    #[arg(long, value_name = "URI", group = "keysrc")]
+    pub(crate) key: Option<String>,
+    /// What the KBS resource holds: a gocryptfs password, or a master key (32 raw bytes or
+    /// 64 hex digits).
+    #[arg(long, value_enum, default_value_t = KeyFormat::Password, requires = "key")]
+    pub(crate) key_format: KeyFormat,
+}
+
+/// Meaning of a key fetched from the KBS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KeyFormat {
+    /// The gocryptfs password (scrypt runs on it).
+    Password,
+    /// The 32-byte master key, raw or as 64 hex digits.
+    Masterkey,
+}
+
+/// Whole-model pinning options.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ExpectArgs {
+    /// Accept the model only if it matches: a manifest file, sha256:<digest>, or
+    /// kbs:///REPO/TYPE/TAG holding either.
+    #[arg(long, value_name = "PIN")]
+    pub(crate) expect: Option<String>,
+    /// Ed25519 public key (minisign format) that must have signed the manifest.
+    #[arg(long, value_name = "PUBKEY", requires = "expect")]
+    pub(crate) expect_signed_by: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Encrypt a plaintext directory into a new gocryptfs cipher directory.
+    Encrypt(EncryptArgs),
+    /// Decrypt a whole cipher directory into OUTDIR (e.g. a RAM emptyDir).
+    Decrypt(DecryptArgs),
+    /// Authenticate every block and name of a cipher directory without mounting.
+    Verify(VerifyArgs),
+    /// Show a cipher directory's parameters (no key needed).
+    Info(InfoArgs),
+    /// Write the canonical manifest (model digest) of a cipher directory.
+    Manifest(ManifestArgs),
+    /// Mount a cipher directory read-only as plaintext through FUSE.
+    Mount(MountArgs),
+    /// Unmount a ccmount (or any FUSE) mount.
+    Umount(UmountArgs),
+    /// Attest and fetch one KBS resource.
+    GetResource(GetResourceArgs),
+    /// Deliver KBS secrets to files, and keep them fresh.
+    Secrets(SecretsArgs),
+    /// Run the attestation handshake and print what the KBS saw (never secrets).
+    Attest(AttestArgs),
+    /// Decrypt model files straight into GPU memory.
+    LoadGpu(LoadGpuArgs),
+    /// Run the whole job on generated data with a local test KBS.
+    Demo(DemoArgs),
+}
+
+/// `ccmount encrypt`.
+#[derive(Debug, Args)]
+pub(crate) struct EncryptArgs {
+    /// Plaintext directory to read.
+    pub(crate) plaindir: PathBuf,
+    /// Cipher directory to create (must be empty or absent).
+    pub(crate) cipherdir: PathBuf,
+    /// Password file; its first line is the password.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) passfile: PathBuf,
+    /// Use XChaCha20-Poly1305 for file contents instead of AES-256-GCM.
+    #[arg(long)]
+    pub(crate) xchacha: bool,
+    /// Do not encrypt file names.
+    #[arg(long)]
+    pub(crate) plaintextnames: bool,
+    /// Deterministic names: no per-directory IV.
+    #[arg(long)]
+    pub(crate) deterministic_names: bool,
+    /// Hash encrypted names longer than N characters (62..=255).
+    #[arg(long, value_name = "N")]
+    pub(crate) longnamemax: Option<u16>,
+    /// scrypt cost as log2(N) (10..=28; default 16 as gocryptfs).
+    #[arg(long, value_name = "LOG2N")]
+    pub(crate) scryptn: Option<u8>,
+    /// Also write the model manifest to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) manifest: Option<PathBuf>,
+}
+
+/// `ccmount decrypt`.
+#[derive(Debug, Args)]
+pub(crate) struct DecryptArgs {
+    /// Cipher directory to read.
+    pub(crate) cipherdir: PathBuf,
+    /// Output directory (created if absent; must be empty unless --force).
+    pub(crate) outdir: PathBuf,
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+    /// Write into a non-empty OUTDIR, replacing files of the same name.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) expect: ExpectArgs,
+}
+
+/// `ccmount verify`.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// Cipher directory to check.
+    pub(crate) cipherdir: PathBuf,
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+    /// Structural check only, without any key (for pipelines that must not hold it).
+    #[arg(long, conflicts_with = "keysrc")]
+    pub(crate) no_key: bool,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Write a per-file plaintext sha256 manifest to this file.
+    #[arg(long, value_name = "OUT.json")]
+    pub(crate) manifest: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) expect: ExpectArgs,
+}
+
+/// `ccmount info`.
+#[derive(Debug, Args)]
+pub(crate) struct InfoArgs {
+    /// Cipher directory.
+    pub(crate) cipherdir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `ccmount manifest`.
+#[derive(Debug, Args)]
+pub(crate) struct ManifestArgs {
+    /// Cipher directory.
+    pub(crate) cipherdir: PathBuf,
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+    /// Where to write the manifest.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: PathBuf,
+}
+
+/// `ccmount mount`.
+#[derive(Debug, Args)]
+pub(crate) struct MountArgs {
+    /// Cipher directory.
+    pub(crate) cipherdir: PathBuf,
+    /// Empty directory to mount on.
+    pub(crate) mountpoint: PathBuf,
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+    /// Stay in the foreground (Kubernetes sidecars, systemd Type=notify/simple).
+    #[arg(short = 'f', long)]
+    pub(crate) foreground: bool,
+    /// Create this file once the mount is live (startup probes).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ready_file: Option<PathBuf>,
+    /// Mount options, comma separated (allow_other, ro, fsname=..., ...).
+    #[arg(short = 'o', value_name = "OPTS")]
+    pub(crate) options: Vec<String>,
+    /// FUSE worker threads (default: number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
+    /// Bypass the page cache (FOPEN_DIRECT_IO); mmap keeps working where the kernel allows.
+    #[arg(long)]
+    pub(crate) direct_io: bool,
+    #[command(flatten)]
+    pub(crate) expect: ExpectArgs,
+    /// What --expect checks before the mount goes live.
+    #[arg(long, value_enum, default_value_t = ExpectMode::Full, requires = "expect")]
+    pub(crate) expect_mode: ExpectMode,
+}
+
+/// How much of the tree `mount --expect` checks before going live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExpectMode {
+    /// Authenticate and hash every block of every file.
+    Full,
+    /// Names, types, sizes and file IDs only.
+    Structure,
+}
+
+/// `ccmount umount`.
+#[derive(Debug, Args)]
+pub(crate) struct UmountArgs {
+    /// Mount point to detach.
+    pub(crate) mountpoint: PathBuf,
+}
+
+/// `ccmount get-resource`.
+#[derive(Debug, Args)]
+pub(crate) struct GetResourceArgs {
+    /// Resource URI: kbs:///REPO/TYPE/TAG.
+    pub(crate) uri: String,
+    /// Write to FILE atomically instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
+    /// File mode for --out, octal.
+    #[arg(long, value_name = "MODE", default_value = "0400")]
+    pub(crate) mode: String,
+}
+
+/// `ccmount secrets`.
+#[derive(Debug, Args)]
+pub(crate) struct SecretsArgs {
+    /// Fetch and write once, then exit (no SIGHUP/interval refresh).
+    #[arg(long)]
+    pub(crate) once: bool,
+}
+
+/// `ccmount attest`.
+#[derive(Debug, Args)]
+pub(crate) struct AttestArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `ccmount load-gpu`.
+#[derive(Debug, Args)]
+pub(crate) struct LoadGpuArgs {
+    /// Cipher directory.
+    pub(crate) cipherdir: PathBuf,
+    /// Plaintext paths inside the tree (default: every *.safetensors).
+    pub(crate) files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) key: KeyArgs,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) device: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `ccmount demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Keep the generated files and print where they are.
+    #[arg(long)]
+    pub(crate) keep: bool,
+    /// Decrypt into a directory instead of mounting, even when FUSE works.
+    #[arg(long)]
+    pub(crate) no_fuse: bool,
+}
+
+/// Parses `30s`, `2m`, `1h`, `500ms`, or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (s, 1000)
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: use e.g. 500ms, 30s, 2m, 1h"))?;
+    n.checked_mul(mult_ms)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("duration {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn key_sources_are_exclusive() {
+        let r = Cli::try_parse_from([
+            "ccmount",
+            "decrypt",
+            "c",
+            "o",
+            "--passfile",
+            "p",
+            "--masterkey-file",
+            "m",
+        ]);
+        assert!(r.is_err());
+        let r = Cli::try_parse_from(["ccmount", "verify", "c", "--no-key", "--passfile", "p"]);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn global_options_after_subcommand() {
+        let cli = Cli::try_parse_from([
+            "ccmount",
+            "get-resource",
+            "kbs:///a/b/c",
+            "--kbs-url",
+            "https://127.0.0.1:1",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.kbs_url.as_deref(), Some("https://127.0.0.1:1"));
+    }
+}

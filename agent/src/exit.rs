@@ -1,0 +1,151 @@
+//! Documented, stable exit codes (`docs/cli.md`). Numbers are never reused or renumbered;
+//! 12 and 26 match gocryptfs (wrong password, fsck found corruption).
+//!
+//! Commands return `anyhow::Error`. [`classify`] walks the error chain and picks the code
+//! from the first error it recognises: an explicit [`Coded`] marker, or a typed library error.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Every exit code ccmount uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+#[allow(
+    dead_code,
+    reason = "the table is the documented contract; commands adopt codes as they land"
+)]
+pub(crate) enum Exit {
+    /// Success.
+    Ok = 0,
+    /// Unexpected internal error (a bug: please report it).
+    Internal = 1,
+    /// Usage error: bad arguments or configuration.
+    Usage = 2,
+    /// An input/output error on a local file (missing, permission, disk full).
+    Io = 3,
+    /// The cipher directory is missing, unreadable, or uses a format we refuse.
+    BadCipherDir = 4,
+    /// The output exists and would be overwritten (use --force).
+    OutputExists = 5,
+    /// Wrong password or master key (as gocryptfs).
+    WrongKey = 12,
+    /// Corruption or tampering found, or the model differs from the pinned manifest
+    /// (as gocryptfs -fsck).
+    Corrupt = 26,
+    /// The KBS could not be reached within the deadline.
+    KbsUnreachable = 30,
+    /// TLS to the KBS failed (certificate, CA, handshake).
+    Tls = 31,
+    /// The KBS speaks another protocol version.
+    ProtocolVersion = 32,
+    /// The KBS rejected our attestation evidence.
+    AttestationRejected = 33,
+    /// The KBS resource policy refused the resource.
+    PolicyDenied = 34,
+    /// The KBS has no such resource.
+    ResourceMissing = 35,
+    /// No usable TEE, or evidence could not be produced.
+    Evidence = 36,
+    /// The KBS answered something we cannot accept (malformed JSON, bad JWE, ...).
+    KbsProtocol = 37,
+    /// The FUSE mount failed.
+    MountFailed = 40,
+    /// FUSE is unavailable (/dev/fuse missing or not permitted).
+    NoFuse = 41,
+    /// The mount point is busy, missing, or not empty.
+    MountpointBusy = 42,
+    /// No GPU or no CUDA driver.
+    NoGpu = 50,
+    /// A GPU operation failed.
+    GpuFailed = 51,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub(crate) fn code(self) -> ExitCode {
+        ExitCode::from(self as u8)
+    }
+}
+
+/// Wraps an error with an explicit exit code. Use through [`coded`] or
+/// `anyhow::Error::new(Coded::new(..))`.
+#[derive(Debug)]
+pub(crate) struct Coded {
+    pub(crate) exit: Exit,
+    pub(crate) msg: String,
+}
+
+impl fmt::Display for Coded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for Coded {}
+
+/// An `anyhow::Error` carrying `exit`.
+pub(crate) fn coded(exit: Exit, msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Coded {
+        exit,
+        msg: msg.into(),
+    })
+}
+
+/// Picks the exit code for an error: the outermost explicit [`Coded`], else the first
+/// library error with a known meaning, else [`Exit::Internal`].
+pub(crate) fn classify(err: &anyhow::Error) -> Exit {
+    // `.context(Coded {..})` is only visible through anyhow's own downcast.
+    if let Some(c) = err.downcast_ref::<Coded>() {
+        return c.exit;
+    }
+    for cause in err.chain() {
+        if let Some(c) = cause.downcast_ref::<Coded>() {
+            return c.exit;
+        }
+        if let Some(code) = classify_library(cause) {
+            return code;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::AlreadyExists => Exit::OutputExists,
+                _ => Exit::Io,
+            };
+        }
+    }
+    Exit::Internal
+}
+
+/// Library error types → exit codes. Each library error enum gets its arm here.
+fn classify_library(_cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coded_wins_over_io() {
+        let e = anyhow::Error::new(std::io::Error::other("x"))
+            .context("reading")
+            .context(Coded {
+                exit: Exit::WrongKey,
+                msg: "bad".into(),
+            });
+        assert_eq!(classify(&e), Exit::WrongKey);
+    }
+
+    #[test]
+    fn io_is_io() {
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert_eq!(classify(&e), Exit::Io);
+    }
+
+    #[test]
+    fn codes_are_stable() {
+        // Never renumber: scripts depend on these.
+        assert_eq!(Exit::WrongKey as u8, 12);
+        assert_eq!(Exit::Corrupt as u8, 26);
+        assert_eq!(Exit::Usage as u8, 2);
+    }
+}

@@ -1,0 +1,38 @@
+//! `ccmount`: the command-line agent. Glue only: parsing, plans, exit codes, logging.
+//! The work happens in the `attest` and `fuse-decrypt` libraries.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+mod cli;
+mod cmd;
+mod exit;
+mod logging;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(&cli.global);
+    match cmd::dispatch(&cli.global, cli.command) {
+        Ok(code) => code.code(),
+        Err(err) => report(&err),
+    }
+}
+
+/// Prints the error once, on one line, and maps it to its documented exit code.
+fn report(err: &anyhow::Error) -> ExitCode {
+    // A closed stdout (e.g. `| head`) is not a failure.
+    if err
+        .chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    {
+        return ExitCode::SUCCESS;
+    }
+    let code = exit::classify(err);
+    let mut stderr = std::io::stderr().lock();
+    // `{:#}` joins the context chain with ": " on one line.
+    let _ = writeln!(stderr, "ccmount: error: {err:#}");
+    code.code()
+}
