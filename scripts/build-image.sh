@@ -60,10 +60,10 @@ copy_libs() {
     say "ldd $exe: missing libraries:"; grep 'not found' <<<"$out" >&2; exit 1
   fi
   if grep -qE 'not a dynamic executable|statically linked' <<<"$out"; then return 0; fi
-  for lib in $(grep -oE '/[^ ]+' <<<"$out"); do
+  while read -r lib; do
     mkdir -p "$rootfs$(dirname "$lib")"
     cp -L "$lib" "$rootfs$lib"
-  done
+  done < <(grep -oE '/[^ ]+' <<<"$out")
 }
 copy_libs "$rootfs/usr/local/bin/ccmount"
 copy_libs "$rootfs/usr/local/bin/ccmount-ready"

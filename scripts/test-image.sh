@@ -89,6 +89,7 @@ in_image() {
       -v "$tree:/data/tree:ro" --entrypoint "$1" "$tag" "${@:2}"
   else
     mkdir -p "$root/data/tree"
+    # shellcheck disable=SC2016 # the inner script expands its own positional parameters
     timeout 120 unshare --mount --net --propagation private -- sh -ec '
       root=$1 tree=$2; shift 2
       mount --bind "$tree" "$root/data/tree"
