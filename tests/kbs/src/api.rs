@@ -433,3 +433,81 @@ mod tests {
         );
     }
 }
+
+/// Hostile input never panics a handler: random bodies, cookies and tokens on every route.
+#[cfg(test)]
+mod hostile {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn shared() -> Shared {
+        let mut store = ResourceStore::default();
+        store.set("default/key/k", b"v".to_vec());
+        Shared {
+            resources: Mutex::new(store),
+            policy: Mutex::new(Policy::allow_all()),
+            sessions: Mutex::default(),
+            settings: Mutex::new(Settings {
+                token_ttl: Duration::from_secs(60),
+                session_timeout: Duration::from_secs(60),
+                admin: AdminMode::InsecureAllowAll,
+            }),
+            log: Mutex::default(),
+            faults: Faults::default(),
+            signer: TokenSigner::generate().unwrap(),
+            max_body: 1 << 20,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn no_panic_on_random_requests(
+            route in prop::sample::select(vec![
+                ("POST", "/kbs/v0/auth"), ("POST", "/kbs/v0/attest"),
+                ("GET", "/kbs/v0/resource/default/key/k"), ("POST", "/kbs/v0/resource-policy"),
+                ("POST", "/kbs/v0/resource/a/b/c"), ("GET", "/kbs/v0/x/y"), ("PUT", "/kbs/v0/auth"),
+            ]),
+            body in prop::collection::vec(any::<u8>(), 0..512),
+            json_body in "\\{\"(version|runtime-data|tee-evidence|policy)\":.{0,60}\\}",
+            cookie in "[ -~]{0,60}",
+            bearer in "[A-Za-z0-9_.=-]{0,80}",
+            use_json in any::<bool>(),
+        ) {
+            let s = shared();
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = format!("kbs-session-id={cookie}").parse() {
+                headers.insert(hyper::header::COOKIE, v);
+            }
+            if let Ok(v) = format!("Bearer {bearer}").parse() {
+                headers.insert(hyper::header::AUTHORIZATION, v);
+            }
+            let body = if use_json { json_body.into_bytes() } else { body };
+            let reply = dispatch(&s, &Req { method: route.0, path: route.1, headers: &headers, body: &body });
+            prop_assert!(matches!(reply.status, 200 | 401 | 404 | 405));
+        }
+
+        #[test]
+        fn no_panic_on_random_quotes(
+            mut quote in prop::collection::vec(any::<u8>(), 0..1400),
+            version in 3u8..=6,
+            raw_snp in any::<bool>(),
+        ) {
+            use base64::engine::general_purpose::STANDARD;
+            if quote.len() > 8 {
+                quote[0] = version;
+                quote[1] = 0;
+                quote[4] = 0x81;
+            }
+            let ev = json!({"quote": STANDARD.encode(&quote), "cc_eventlog": null});
+            let _ = verifier::verify_primary("tdx", &ev, &[0u8; 48], None);
+            let ev = if raw_snp {
+                json!({"attestation_report": STANDARD.encode(&quote)})
+            } else {
+                json!({"attestation_report": {"version": version, "report_data": quote}})
+            };
+            let _ = verifier::verify_primary("snp", &ev, &[0u8; 48], None);
+        }
+    }
+}
