@@ -255,3 +255,50 @@ async fn init_data_claims_for_sample() {
     assert_eq!(ae["init_data_claims"]["aa.toml"], "x");
     assert_eq!(ae["init_data"].as_str().unwrap().len(), 96);
 }
+
+#[tokio::test]
+async fn a_cookie_jar_client_works() {
+    // A client with an RFC 6265 cookie store (no Path attribute: scoped to /kbs/v0).
+    let kbs = sample_kbs();
+    let c = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(kbs.ca_pem().unwrap().as_bytes()).unwrap()])
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let key = TeeKey::p256();
+    let jwk = key.jwk();
+    let ch: serde_json::Value = c
+        .post(format!("{}/kbs/v0/auth", kbs.url()))
+        .json(&json!({"version": "0.4.0", "tee": "sample", "extra-params": ""}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let nonce = ch["nonce"].as_str().unwrap();
+    let ev = sample_evidence(&digest("", nonce, &jwk));
+    let r = c
+        .post(format!("{}/kbs/v0/attest", kbs.url()))
+        .json(&json!({
+            "runtime-data": {"nonce": nonce, "tee-pubkey": jwk},
+            "tee-evidence": {"primary_evidence": ev, "additional_evidence": ""},
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(format!("{}/kbs/v0/resource/default/key/k1", kbs.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(key.decrypt(&r.json().await.unwrap()), b"model-password");
+    assert!(
+        kbs.requests()
+            .iter()
+            .skip(1)
+            .all(|r| r.session_cookie.is_some())
+    );
+}
