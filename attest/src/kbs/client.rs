@@ -739,3 +739,424 @@ pub(crate) mod parsers {
         session_cookie(headers)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The protocol core against an in-process fake KBS transport (no network). The real
+    //! HTTPS flow against the separately written test KBS is in `tests/`.
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        reason = "tests"
+    )]
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use base64::Engine as _;
+
+    use super::*;
+    use crate::evidence::sample::SampleAttester;
+    use crate::jwe::testing::{Knobs, encrypt};
+    use crate::kbs::transport::TransportError;
+    use crate::token::test_jwt;
+
+    /// (path, JSON body, headers) of one request.
+    type Logged = (String, Option<serde_json::Value>, Vec<(String, String)>);
+
+    /// Scripted faults, consumed in order per endpoint suffix.
+    #[derive(Default)]
+    struct Fake {
+        log: Mutex<Vec<Logged>>,
+        state: Mutex<FakeState>,
+    }
+
+    #[derive(Default)]
+    struct FakeState {
+        nonce: String,
+        jwk: Option<kbs_types::TeePubKey>,
+        token_ttl: i64,
+        faults: VecDeque<(&'static str, Fault)>,
+        policy_deny: bool,
+        jwe_alg: Option<String>,
+    }
+
+    #[derive(Clone)]
+    enum Fault {
+        Status(u16, &'static str),
+        Body(Vec<u8>),
+        Transport(TransportErrorKind),
+    }
+
+    fn err(kind: &str, detail: &str) -> Vec<u8> {
+        serde_json::json!({
+            "type": format!("https://github.com/confidential-containers/kbs/errors/{kind}"),
+            "detail": detail,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    impl Transport for &Fake {
+        async fn send(
+            &self,
+            req: HttpRequest,
+        ) -> std::result::Result<HttpResponse, TransportError> {
+            let path = req.url.path().to_owned();
+            let body: Option<serde_json::Value> = req
+                .body
+                .as_ref()
+                .map(|b| serde_json::from_slice(b).unwrap());
+            let headers = req
+                .headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
+            self.log
+                .lock()
+                .unwrap()
+                .push((path.clone(), body.clone(), headers));
+            let mut st = self.state.lock().unwrap();
+            let fault = st
+                .faults
+                .front()
+                .filter(|(p, _)| path.ends_with(p))
+                .map(|(_, f)| f.clone());
+            if let Some(f) = fault {
+                st.faults.pop_front();
+                let status_body = |s: u16, b: Vec<u8>| HttpResponse {
+                    status: s,
+                    set_cookies: vec![],
+                    body: b,
+                };
+                return match f {
+                    Fault::Status(s, kind) => Ok(status_body(s, err(kind, "scripted"))),
+                    Fault::Body(b) => Ok(status_body(200, b)),
+                    Fault::Transport(kind) => Err(TransportError::bare(kind)),
+                };
+            }
+            let ok = |b: String, cookie: bool| HttpResponse {
+                status: 200,
+                set_cookies: if cookie {
+                    vec!["kbs-session-id=0123abcd; Expires=Wed, 21 Oct 2099 07:28:00 GMT".into()]
+                } else {
+                    vec![]
+                },
+                body: b.into_bytes(),
+            };
+            if path.ends_with("/auth") {
+                st.nonce = base64::engine::general_purpose::STANDARD.encode([3u8; 32]);
+                return Ok(ok(
+                    serde_json::json!({"nonce": st.nonce, "extra-params": ""}).to_string(),
+                    true,
+                ));
+            }
+            if path.ends_with("/attest") {
+                let b = body.unwrap();
+                let jwk: kbs_types::TeePubKey =
+                    serde_json::from_value(b["runtime-data"]["tee-pubkey"].clone()).unwrap();
+                assert_eq!(b["runtime-data"]["nonce"], st.nonce);
+                let rd = binding::report_data(HashAlgorithm::Sha384, &st.nonce, &jwk, "").unwrap();
+                let got = base64::engine::general_purpose::STANDARD
+                    .decode(
+                        b["tee-evidence"]["primary_evidence"]["report_data"]
+                            .as_str()
+                            .unwrap(),
+                    )
+                    .unwrap();
+                if got != rd.as_bytes() {
+                    return Ok(HttpResponse {
+                        status: 401,
+                        set_cookies: vec![],
+                        body: err("AttestationError", "binding"),
+                    });
+                }
+                st.jwk = Some(jwk);
+                let now = SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs() as i64;
+                let ttl = if st.token_ttl == 0 { 300 } else { st.token_ttl };
+                let jwt = test_jwt(&serde_json::json!({"iat": now, "exp": now + ttl}));
+                return Ok(ok(serde_json::json!({"token": jwt}).to_string(), true));
+            }
+            if st.policy_deny {
+                return Ok(HttpResponse {
+                    status: 401,
+                    set_cookies: vec![],
+                    body: err("PolicyDeny", "Access denied by policy"),
+                });
+            }
+            let jwk = st.jwk.clone().unwrap();
+            let knobs = Knobs {
+                alg: st.jwe_alg.clone(),
+                ..Knobs::default()
+            };
+            Ok(ok(encrypt(&jwk, path.as_bytes(), &knobs), false))
+        }
+    }
+
+    fn client(fake: &Fake) -> KbsClient<&Fake> {
+        KbsClient::builder("https://kbs.test:8080", Box::new(SampleAttester::new()))
+            .timeout(Duration::from_secs(5))
+            .retry(RetryPolicy {
+                initial_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(5),
+            })
+            .build_with_transport(fake)
+            .unwrap()
+    }
+
+    fn uri(s: &str) -> ResourceUri {
+        ResourceUri::parse(s).unwrap()
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn full_flow_exact_json_and_token_reuse() {
+        let fake = Fake::default();
+        let mut c = client(&fake);
+        rt().block_on(async {
+            let s = c.get_resource(&uri("kbs:///default/key/a")).await.unwrap();
+            assert_eq!(s.expose(), b"/kbs/v0/resource/default/key/a");
+            let s = c.get_resource(&uri("kbs:///default/key/b")).await.unwrap();
+            assert_eq!(s.expose(), b"/kbs/v0/resource/default/key/b");
+        });
+        assert_eq!(
+            c.stats(),
+            Stats {
+                requests: 4,
+                handshakes: 1
+            },
+            "one request per further resource"
+        );
+        let log = fake.log.lock().unwrap();
+        let (p, auth, h) = &log[0];
+        assert_eq!(p, "/kbs/v0/auth");
+        assert_eq!(
+            auth.as_ref().unwrap(),
+            &serde_json::json!({"version": "0.4.0", "tee": "sample",
+                "extra-params": {"supported-hash-algorithms": ["sha256", "sha384", "sha512"]}})
+        );
+        assert!(h.contains(&("content-type".into(), "application/json".into())));
+        let (p, att, h) = &log[1];
+        assert_eq!(p, "/kbs/v0/attest");
+        let att = att.as_ref().unwrap();
+        let keys: Vec<&String> = att.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["init-data", "runtime-data", "tee-evidence"]);
+        assert!(att["init-data"].is_null());
+        assert_eq!(att["tee-evidence"]["additional_evidence"], "");
+        assert_eq!(att["runtime-data"]["tee-pubkey"]["kty"], "EC");
+        assert!(h.contains(&("cookie".into(), "kbs-session-id=0123abcd".into())));
+        let (_, _, h) = &log[3];
+        assert!(
+            h.iter()
+                .any(|(k, v)| k == "authorization" && v.starts_with("Bearer "))
+        );
+    }
+
+    #[test]
+    fn rsa_key_flow() {
+        let fake = Fake::default();
+        let mut c = KbsClient::builder("https://kbs.test", Box::new(SampleAttester::new()))
+            .key_algorithm(KeyAlgorithm::Rsa2048)
+            .build_with_transport(&fake)
+            .unwrap();
+        let s = rt().block_on(c.get_resource(&uri("kbs:///r/t/g"))).unwrap();
+        assert_eq!(s.expose(), b"/kbs/v0/resource/r/t/g");
+        assert_eq!(
+            fake.log.lock().unwrap()[1].1.as_ref().unwrap()["runtime-data"]["tee-pubkey"]["kty"],
+            "RSA"
+        );
+    }
+
+    #[test]
+    fn stale_token_401_re_attests_once() {
+        let fake = Fake::default();
+        let mut c = client(&fake);
+        rt().block_on(async {
+            c.get_resource(&uri("kbs:///a/b/c")).await.unwrap();
+            fake.state
+                .lock()
+                .unwrap()
+                .faults
+                .push_back(("/c", Fault::Status(401, "TokenVerifierError")));
+            c.get_resource(&uri("kbs:///a/b/c")).await.unwrap();
+        });
+        assert_eq!(c.stats().handshakes, 2);
+        assert_eq!(c.stats().requests, 2 + 1 + 1 + 2 + 1);
+    }
+
+    #[test]
+    fn policy_deny_and_missing_do_not_re_attest() {
+        let fake = Fake::default();
+        let mut c = client(&fake);
+        rt().block_on(async {
+            fake.state.lock().unwrap().policy_deny = true;
+            let e = c.get_resource(&uri("kbs:///a/b/c")).await.unwrap_err();
+            assert!(matches!(e, Error::PolicyDenied { .. }), "{e}");
+            assert!(e.to_string().contains("resource policy"));
+            fake.state.lock().unwrap().policy_deny = false;
+            fake.state
+                .lock()
+                .unwrap()
+                .faults
+                .push_back(("/c", Fault::Status(401, "PluginInternalError")));
+            let e = c.get_resource(&uri("kbs:///a/b/c")).await.unwrap_err();
+            assert!(matches!(e, Error::ResourceMissing { .. }), "{e}");
+        });
+        assert_eq!(c.stats().handshakes, 1);
+    }
+
+    #[test]
+    fn expired_token_re_attests() {
+        let fake = Fake::default();
+        fake.state.lock().unwrap().token_ttl = -10;
+        let mut c = client(&fake);
+        rt().block_on(async {
+            c.get_resource(&uri("kbs:///a/b/c")).await.unwrap();
+            c.get_resource(&uri("kbs:///a/b/c")).await.unwrap();
+        });
+        assert_eq!(c.stats().handshakes, 2);
+    }
+
+    #[test]
+    fn retries_5xx_and_connect_errors_then_succeeds() {
+        let fake = Fake::default();
+        {
+            let mut st = fake.state.lock().unwrap();
+            st.faults
+                .push_back(("/auth", Fault::Status(503, "HTTPFailed")));
+            st.faults
+                .push_back(("/auth", Fault::Transport(TransportErrorKind::Connect)));
+        }
+        let mut c = client(&fake);
+        rt().block_on(c.get_resource(&uri("kbs:///a/b/c"))).unwrap();
+        assert_eq!(c.stats().requests, 5);
+    }
+
+    #[test]
+    fn persistent_failures_end_within_the_deadline() {
+        let fake = Fake::default();
+        for _ in 0..100 {
+            fake.state
+                .lock()
+                .unwrap()
+                .faults
+                .push_back(("/auth", Fault::Transport(TransportErrorKind::Connect)));
+        }
+        let mut c = KbsClient::builder("https://kbs.test", Box::new(SampleAttester::new()))
+            .timeout(Duration::from_millis(300))
+            .build_with_transport(&fake)
+            .unwrap();
+        let t = Instant::now();
+        let e = rt()
+            .block_on(c.get_resource(&uri("kbs:///a/b/c")))
+            .unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(2));
+        assert!(matches!(e, Error::Unreachable { .. }), "{e}");
+        assert!(e.to_string().contains("https://kbs.test/"), "{e}");
+        let fake = Fake::default();
+        fake.state
+            .lock()
+            .unwrap()
+            .faults
+            .push_back(("/auth", Fault::Transport(TransportErrorKind::Tls)));
+        let e = rt()
+            .block_on(client(&fake).get_resource(&uri("kbs:///a/b/c")))
+            .unwrap_err();
+        assert!(matches!(e, Error::Tls { .. }), "TLS is not retried: {e}");
+    }
+
+    #[test]
+    fn version_mismatch_names_both_versions() {
+        let fake = Fake::default();
+        fake.state
+            .lock()
+            .unwrap()
+            .faults
+            .push_back(("/auth", Fault::Body(vec![])));
+        let e = rt()
+            .block_on(client(&fake).get_resource(&uri("kbs:///a/b/c")))
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Protocol(ProtocolError::MalformedJson {
+                    step: Step::Auth,
+                    ..
+                })
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            version_mismatch(
+                "Attestation error: RCAR handshake Auth failed: KBS Client Protocol Version Mismatch: expect =0.5.0 while the request is 0.4.0"
+            ),
+            Some("=0.5.0".into())
+        );
+        assert_eq!(version_mismatch("Version Mismatch"), Some("unknown".into()));
+        assert_eq!(version_mismatch("other"), None);
+    }
+
+    #[test]
+    fn jwe_with_another_alg_is_refused() {
+        let fake = Fake::default();
+        fake.state.lock().unwrap().jwe_alg = Some("RSA1_5".into());
+        let e = rt()
+            .block_on(client(&fake).get_resource(&uri("kbs:///a/b/c")))
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Jwe(jwe::JweError::UnexpectedAlg { .. })),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn urls_are_checked() {
+        let b = |u: &str, insecure| {
+            KbsClient::builder(u, Box::new(SampleAttester::new()))
+                .insecure_http(insecure)
+                .build_with_transport(&Fake::default())
+                .map(|c| c.url().to_owned())
+        };
+        assert!(matches!(
+            b("http://127.0.0.1:1", false),
+            Err(Error::InsecureHttp { .. })
+        ));
+        assert_eq!(
+            b("http://127.0.0.1:1", true).unwrap(),
+            "http://127.0.0.1:1/"
+        );
+        assert_eq!(b("https://k/prefix", false).unwrap(), "https://k/prefix/");
+        assert!(matches!(b("ftp://k", false), Err(Error::InvalidUrl { .. })));
+        assert!(matches!(
+            b("https://u:p@k", false),
+            Err(Error::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            b("not a url", false),
+            Err(Error::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn cookie_parsing() {
+        assert_eq!(
+            session_cookie(&["kbs-session-id=abc123; Expires=x".into()]),
+            Some("abc123".into())
+        );
+        assert_eq!(
+            session_cookie(&["other=1".into(), "kbs-session-id=z".into()]),
+            Some("z".into())
+        );
+        assert_eq!(session_cookie(&["kbs-session-id=a\r\nX: y".into()]), None);
+        assert_eq!(session_cookie(&["kbs-session-id=".into()]), None);
+    }
+}
