@@ -285,6 +285,9 @@ pub(crate) struct GetResourceArgs {
     /// File mode for --out, octal.
     #[arg(long, value_name = "MODE", default_value = "0400")]
     pub(crate) mode: String,
+    /// Replace an existing --out file (atomically).
+    #[arg(long, requires = "out")]
+    pub(crate) force: bool,
 }
 
 /// `ccmount secrets`.
@@ -332,7 +335,7 @@ pub(crate) struct DemoArgs {
 }
 
 /// Parses `30s`, `2m`, `1h`, `500ms`, or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
         (n, 1)

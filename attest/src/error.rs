@@ -71,7 +71,7 @@ pub enum Error {
         reason: String,
     },
     /// The HTTP client could not be built.
-    #[error("cannot set up the HTTPS client: {source}")]
+    #[error("cannot set up the HTTPS client")]
     HttpClient {
         /// The underlying error.
         #[source]
@@ -79,7 +79,7 @@ pub enum Error {
     },
     /// No connection to the KBS could be made (after retries, within the deadline).
     #[error(
-        "KBS at {url} is unreachable after {attempts} attempt(s): {source}; check --kbs-url, DNS and the network"
+        "KBS at {url} is unreachable after {attempts} attempt(s) (check --kbs-url, DNS and the network)"
     )]
     Unreachable {
         /// The KBS base URL.
@@ -103,9 +103,7 @@ pub enum Error {
         deadline: Duration,
     },
     /// TLS to the KBS failed (unknown CA, wrong name, handshake).
-    #[error(
-        "TLS to the KBS at {url} failed: {source}; pass the KBS's CA certificate with --kbs-cert"
-    )]
+    #[error("TLS to the KBS at {url} failed (pass the KBS's CA certificate with --kbs-cert)")]
     Tls {
         /// The KBS base URL.
         url: String,
@@ -154,7 +152,7 @@ pub enum Error {
         detail: String,
     },
     /// The resource URI is malformed.
-    #[error("invalid resource URI: {0}")]
+    #[error("invalid resource URI")]
     Uri(#[from] UriError),
     /// Evidence could not be produced, or no usable TEE was found.
     #[error(transparent)]
@@ -163,7 +161,7 @@ pub enum Error {
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
     /// The encrypted resource could not be decrypted.
-    #[error("cannot decrypt the KBS response: {0}")]
+    #[error("cannot decrypt the KBS response")]
     Jwe(#[from] JweError),
     /// The TEE key pair could not be generated.
     #[error("cannot generate the TEE key pair: {reason}")]
@@ -178,7 +176,7 @@ pub enum Error {
 #[non_exhaustive]
 pub enum ProtocolError {
     /// The body is not the JSON this step expects.
-    #[error("malformed JSON from {step}: {source}; is --kbs-url a Trustee KBS?")]
+    #[error("malformed JSON from {step} (is --kbs-url a Trustee KBS?)")]
     MalformedJson {
         /// The call.
         step: Step,
@@ -229,7 +227,7 @@ pub enum ProtocolError {
         reason: &'static str,
     },
     /// The attestation token is malformed.
-    #[error("malformed attestation token: {0}")]
+    #[error("malformed attestation token")]
     Token(#[from] TokenError),
     /// The KBS still refused our fresh token for the resource.
     #[error(
@@ -240,7 +238,7 @@ pub enum ProtocolError {
         detail: String,
     },
     /// A request could not be sent for a reason other than connectivity.
-    #[error("request to {step} failed: {source}")]
+    #[error("request to {step} failed")]
     Transport {
         /// The call.
         step: Step,

@@ -112,7 +112,7 @@ pub enum EvidenceError {
         found: u64,
     },
     /// A file or device operation failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What we were doing.
         op: &'static str,

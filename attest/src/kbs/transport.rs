@@ -94,7 +94,7 @@ pub enum TransportErrorKind {
 
 /// A transport failure, with its cause.
 #[derive(Debug, thiserror::Error)]
-#[error("{}{}", kind_text(.kind), .source.as_ref().map(|s| format!(": {}", chain(s.as_ref()))).unwrap_or_default())]
+#[error("{}", kind_text(.kind))]
 pub struct TransportError {
     /// The kind.
     pub kind: TransportErrorKind,
@@ -111,20 +111,6 @@ fn kind_text(k: &TransportErrorKind) -> String {
         TransportErrorKind::TooLarge { limit } => format!("response larger than {limit} bytes"),
         TransportErrorKind::Other => "request failed".into(),
     }
-}
-
-/// The deepest, most specific messages of an error chain, joined on one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    crate::error::sanitize_detail(&parts.join(": "))
 }
 
 impl TransportError {
