@@ -192,7 +192,7 @@ mod tests {
             ),
             (
                 attest::Error::ProtocolVersion {
-                    ours: "0.4.0",
+                    ours: "0.4.0".into(),
                     theirs: "x".into(),
                 },
                 Exit::ProtocolVersion,

@@ -117,7 +117,7 @@ pub enum Error {
     )]
     ProtocolVersion {
         /// The version we sent.
-        ours: &'static str,
+        ours: String,
         /// What the KBS said it expects (from its error text), or `unknown`.
         theirs: String,
     },
@@ -285,7 +285,7 @@ mod tests {
     #[test]
     fn messages_are_one_line_and_name_the_fix() {
         let e = Error::ProtocolVersion {
-            ours: PROTOCOL_VERSION,
+            ours: PROTOCOL_VERSION.into(),
             theirs: "=0.5.0".into(),
         };
         let m = e.to_string();

@@ -89,9 +89,18 @@ pub struct KbsClientBuilder {
     max_response_bytes: usize,
     token_skew: Duration,
     retry: RetryPolicy,
+    protocol_version: String,
 }
 
 impl KbsClientBuilder {
+    /// Sends another protocol version (tests of the server's version check only).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn protocol_version(mut self, v: &str) -> Self {
+        v.clone_into(&mut self.protocol_version);
+        self
+    }
+
     /// Trusts this extra CA certificate (PEM) for the KBS, besides the platform roots.
     #[must_use]
     pub fn extra_ca_pem(mut self, pem: Vec<u8>) -> Self {
@@ -223,6 +232,7 @@ impl KbsClientBuilder {
             token: None,
             last_evidence: None,
             cfg: Config {
+                protocol_version: self.protocol_version,
                 timeout: self.timeout,
                 request_timeout: self.request_timeout,
                 token_skew: self.token_skew,
@@ -233,8 +243,9 @@ impl KbsClientBuilder {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Config {
+    protocol_version: String,
     timeout: Duration,
     request_timeout: Duration,
     token_skew: Duration,
@@ -302,6 +313,7 @@ impl KbsClient {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             token_skew: Duration::from_secs(5),
             retry: RetryPolicy::default(),
+            protocol_version: PROTOCOL_VERSION.to_owned(),
         }
     }
 }
@@ -443,7 +455,7 @@ impl<T: Transport> KbsClient<T> {
         let tee = self.attester.tee();
 
         let request = Request {
-            version: PROTOCOL_VERSION.to_owned(),
+            version: self.cfg.protocol_version.clone(),
             tee,
             extra_params: serde_json::json!({
                 "supported-hash-algorithms": HashAlgorithm::SUPPORTED,
@@ -470,7 +482,7 @@ impl<T: Transport> KbsClient<T> {
                 let (_, detail) = error_info(&resp);
                 if let Some(theirs) = version_mismatch(&detail) {
                     return Err(Error::ProtocolVersion {
-                        ours: PROTOCOL_VERSION,
+                        ours: self.cfg.protocol_version.clone(),
                         theirs,
                     });
                 }
