@@ -6,7 +6,7 @@
 //! certificate types are the `sev` crate's (6.3.1, the version guest-components sends and
 //! Trustee's verifier reads), so the JSON shape is theirs, not ours. Source: configfs-tsm
 //! (provider `sev_guest`, certificates from `auxblob`) when the kernel has it, else the
-//! `SNP_GET_EXT_REPORT` ioctl on `/dev/sev-guest` ([`super::sys`]).
+//! `SNP_GET_EXT_REPORT` ioctl on `/dev/sev-guest` (`sys.rs`).
 //!
 //! The certificate table layout (GHCB spec §4.1.8.1) is: entries of a 16-byte GUID (RFC 4122
 //! byte order, as the sev crate reads it), a little-endian u32 offset and u32 length from the

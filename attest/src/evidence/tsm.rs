@@ -5,7 +5,7 @@
 //! root (the kernel populates its attributes on `mkdir`), check `provider`, write exactly 64
 //! bytes to `inblob` (TDX rejects any other length), read `outblob` (and `auxblob` for SNP),
 //! then check that `generation` advanced by exactly one — anything else means another writer
-//! raced us. The directory is removed on every path ([`ReportDir`] is RAII).
+//! raced us. The directory is removed on every path (the report directory guard is RAII).
 //!
 //! File access goes through [`TsmFs`] so tests can simulate the kernel's side of a real
 //! directory tree (attribute files appear on `mkdir`, `generation` counts writes).
