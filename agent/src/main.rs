@@ -9,6 +9,7 @@ use clap::Parser as _;
 mod cli;
 mod cmd;
 mod exit;
+mod kbs;
 mod logging;
 
 fn main() -> ExitCode {

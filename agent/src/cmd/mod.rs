@@ -1,5 +1,8 @@
 //! One module per subcommand. Each exposes `run(&GlobalArgs, Args) -> anyhow::Result<Exit>`.
 
+mod attest;
+mod get_resource;
+
 use anyhow::Result;
 
 use crate::cli::{Command, GlobalArgs};
@@ -8,6 +11,8 @@ use crate::exit::{Exit, coded};
 /// Runs one parsed command.
 pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
     let name = match command {
+        Command::GetResource(args) => return get_resource::run(global, args),
+        Command::Attest(args) => return attest::run(global, &args),
         Command::Encrypt(_) => "encrypt",
         Command::Decrypt(_) => "decrypt",
         Command::Verify(_) => "verify",
@@ -15,9 +20,7 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
         Command::Manifest(_) => "manifest",
         Command::Mount(_) => "mount",
         Command::Umount(_) => "umount",
-        Command::GetResource(_) => "get-resource",
         Command::Secrets(_) => "secrets",
-        Command::Attest(_) => "attest",
         Command::LoadGpu(_) => "load-gpu",
         Command::Demo(_) => "demo",
     };
