@@ -293,6 +293,18 @@ impl NameTransform {
         Ok(b64_encode(&c, self.raw64()))
     }
 
+    /// Encrypts any bytes as a name, skipping the plaintext-name checks. Only for tests that
+    /// craft hostile trees (names decrypting to `.`, `..`, `/`, NUL).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn encrypt_name_unchecked(&self, plain: &[u8], iv: &DirIv) -> String {
+        let c = self
+            .eme
+            .transform(&iv.0, &pad16(plain), Direction::Encrypt)
+            .unwrap_or_default();
+        b64_encode(&c, self.raw64())
+    }
+
     /// Decodes and decrypts an encrypted name; the result is a valid path component.
     ///
     /// # Errors
