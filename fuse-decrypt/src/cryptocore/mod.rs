@@ -170,6 +170,38 @@ pub(crate) fn hkdf_sha256(ikm: &[u8], info: &[u8], out: &mut [u8]) {
     }
 }
 
+/// The subkeys gocryptfs derives (spec §1.4), for known-answer tests.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subkey {
+    /// HKDF "AES-GCM file content encryption" (also the master-key wrap key from the KEK).
+    Gcm,
+    /// HKDF "EME filename encryption".
+    Eme,
+    /// HKDF "AES-SIV file content encryption", 64 bytes.
+    Siv,
+    /// HKDF "XChaCha20-Poly1305 file content encryption".
+    XChaCha,
+    /// SHA-512 of the key (AES-SIV without HKDF).
+    LegacySiv,
+}
+
+/// Derives a subkey from `ikm` (a master key, or the scrypt KEK for the wrap key).
+#[doc(hidden)]
+#[must_use]
+pub fn derive_subkey(ikm: &[u8], which: Subkey) -> Zeroizing<Vec<u8>> {
+    let (info, len) = match which {
+        Subkey::Gcm => (HKDF_INFO_GCM, 32),
+        Subkey::Eme => (HKDF_INFO_EME, 32),
+        Subkey::Siv => (HKDF_INFO_SIV, 64),
+        Subkey::XChaCha => (HKDF_INFO_XCHACHA, 32),
+        Subkey::LegacySiv => return Zeroizing::new(Sha512::digest(ikm).to_vec()),
+    };
+    let mut out = Zeroizing::new(vec![0u8; len]);
+    hkdf_sha256(ikm, info, &mut out);
+    out
+}
+
 /// The content encryption of a tree (`ContentEncryption()` in gocryptfs' config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
