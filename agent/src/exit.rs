@@ -116,7 +116,18 @@ pub(crate) fn classify(err: &anyhow::Error) -> Exit {
 }
 
 /// Library error types → exit codes. Each library error enum gets its arm here.
-fn classify_library(_cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
+fn classify_library(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
+    if let Some(e) = cause.downcast_ref::<fuse_decrypt::Error>() {
+        use fuse_decrypt::ErrorKind as K;
+        return Some(match e.kind() {
+            K::BadCipherDir => Exit::BadCipherDir,
+            K::WrongKey => Exit::WrongKey,
+            K::Corrupt => Exit::Corrupt,
+            K::Io => Exit::Io,
+            K::OutputExists => Exit::OutputExists,
+            _ => Exit::Usage,
+        });
+    }
     None
 }
 
@@ -139,6 +150,20 @@ mod tests {
     fn io_is_io() {
         let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound));
         assert_eq!(classify(&e), Exit::Io);
+    }
+
+    #[test]
+    fn library_errors_map_to_documented_codes() {
+        let e = anyhow::Error::new(fuse_decrypt::Error::WrongPassword { path: "c".into() })
+            .context("opening c");
+        assert_eq!(classify(&e), Exit::WrongKey);
+        let e = anyhow::Error::new(fuse_decrypt::Error::Authentication {
+            path: "f".into(),
+            block: 3,
+        });
+        assert_eq!(classify(&e), Exit::Corrupt);
+        let e = anyhow::Error::new(fuse_decrypt::Error::OutputNotEmpty { path: "o".into() });
+        assert_eq!(classify(&e), Exit::OutputExists);
     }
 
     #[test]

@@ -9,7 +9,9 @@ use clap::Parser as _;
 mod cli;
 mod cmd;
 mod exit;
+mod keys;
 mod logging;
+mod progress;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

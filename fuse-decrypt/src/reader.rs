@@ -52,7 +52,9 @@ impl CipherFile {
     /// Opens `cipher_path` (never through a symlink) and reads its header. `display` is the
     /// path errors name (normally the plaintext path).
     ///
-    /// Files of 1..=18 bytes read as empty, as in gocryptfs (verify reports them).
+    /// An 18-byte (header-only) file reads as empty, as in gocryptfs; a file of 1..=17 bytes
+    /// is a truncated header and refused (gocryptfs reads it as empty and logs corruption; we
+    /// fail closed).
     ///
     /// # Errors
     /// [`Error::Io`]; [`Error::Corrupt`] with [`HeaderError`] for a bad header.
@@ -74,6 +76,12 @@ impl CipherFile {
             return Err(Error::refused(cipher_path, "not a regular file"));
         }
         let cipher_size = meta.len();
+        if cipher_size > 0 && cipher_size < HEADER_LEN {
+            return Err(Error::corrupt(
+                path,
+                CorruptError::Header(HeaderError::Short(cipher_size)),
+            ));
+        }
         let (id, plain_size) = if cipher_size <= HEADER_LEN {
             (None, 0)
         } else {
