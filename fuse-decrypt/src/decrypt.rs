@@ -210,19 +210,27 @@ pub fn decrypt_tree(
     }
 
     // Files, in parallel.
-    let files: Vec<&Entry> = tree
+    let mut files: Vec<&Entry> = tree
         .entries
         .iter()
         .filter(|e| e.kind == FileKind::File && !under_failed(&e.plain_path))
         .collect();
+    // Largest first (better balance). A file is split across threads only when it alone is
+    // more than a thread's share of the work: concurrent writes to one file serialise on its
+    // inode lock, so several large files go faster one per thread.
+    files.sort_by_key(|e| std::cmp::Reverse(e.plain_size));
+    let total: u64 = files.iter().map(|e| e.plain_size).sum();
+    let share = total / rayon::current_num_threads().max(1) as u64;
     let results: Vec<(u64, Option<Error>)> = files
         .par_iter()
-        .map(
-            |e| match write_file(dir, &root_fd, e, opts.force, progress) {
+        .with_max_len(1)
+        .map(|e| {
+            let split = e.plain_size > share;
+            match write_file(dir, &root_fd, e, opts.force, split, progress) {
                 Ok(n) => (n, None),
                 Err(err) => (0, Some(err)),
-            },
-        )
+            }
+        })
         .collect();
     for (e, (n, err)) in files.iter().zip(results) {
         match err {
@@ -311,7 +319,7 @@ fn open_rel_dir(root: &OwnedFd, rel: &Path) -> Result<OwnedFd> {
     Ok(cur)
 }
 
-fn split(rel: &Path) -> (&Path, &OsStr) {
+fn split_path(rel: &Path) -> (&Path, &OsStr) {
     (
         rel.parent().unwrap_or(Path::new("")),
         rel.file_name().unwrap_or_default(),
@@ -319,7 +327,7 @@ fn split(rel: &Path) -> (&Path, &OsStr) {
 }
 
 fn make_dir(root: &OwnedFd, rel: &Path, force: bool) -> Result<()> {
-    let (parent, name) = split(rel);
+    let (parent, name) = split_path(rel);
     let pfd = open_rel_dir(root, parent)?;
     match rustix::fs::mkdirat(&pfd, name, Mode::from_raw_mode(0o700)) {
         Ok(()) => Ok(()),
@@ -380,7 +388,7 @@ fn commit(pfd: &OwnedFd, tmp: &OsStr, name: &OsStr, rel: &Path, force: bool) -> 
 
 fn write_symlink(dir: &CipherDir, root: &OwnedFd, e: &Entry, force: bool) -> Result<()> {
     let target = dir.read_link(e)?;
-    let (parent, name) = split(&e.plain_path);
+    let (parent, name) = split_path(&e.plain_path);
     let pfd = open_rel_dir(root, parent)?;
     let tmp = temp_name()?;
     rustix::fs::symlinkat(target.as_os_str(), &pfd, tmp.as_os_str())
@@ -399,10 +407,11 @@ fn write_file(
     root: &OwnedFd,
     e: &Entry,
     force: bool,
+    split: bool,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let cf = dir.open_file(e)?;
-    let (parent, name) = split(&e.plain_path);
+    let (parent, name) = split_path(&e.plain_path);
     let pfd = open_rel_dir(root, parent)?;
     let tmp = temp_name()?;
     let fd = rustix::fs::openat(
@@ -414,7 +423,7 @@ fn write_file(
     .map_err(|err| Error::io("creating", &e.plain_path, err.into()))?;
     let out = File::from(fd);
     let res = (|| -> Result<u64> {
-        write_pieces(&cf, &out, progress)?;
+        write_pieces(&cf, &out, split, progress)?;
         out.set_len(cf.plain_size())
             .map_err(|err| Error::io("writing", &e.plain_path, err))?;
         let (xattrs, bad) = dir.xattrs(e)?;
@@ -452,9 +461,9 @@ fn write_file(
     }
 }
 
-/// Decrypts every piece of `cf` into `out` (in parallel for large files). Hole blocks are
-/// not written, so holes stay holes. Fails with the first bad block.
-fn write_pieces(cf: &CipherFile, out: &File, progress: &dyn Progress) -> Result<()> {
+/// Decrypts every piece of `cf` into `out` (in parallel when `split`). Hole blocks are not
+/// written, so holes stay holes. Fails with the first bad block.
+fn write_pieces(cf: &CipherFile, out: &File, split: bool, progress: &dyn Progress) -> Result<()> {
     let blocks = cf.blocks();
     let pieces: Vec<u64> = (0..blocks).step_by(PIECE_BLOCKS as usize).collect();
     let one = |&first: &u64| -> Result<()> {
@@ -485,11 +494,10 @@ fn write_pieces(cf: &CipherFile, out: &File, progress: &dyn Progress) -> Result<
                 }
             }
             progress.advance(piece.plain_len as u64);
-            pt.fill(0);
             Ok(())
         })
     };
-    if pieces.len() > 1 {
+    if split && pieces.len() > 1 {
         pieces.par_iter().try_for_each(one)
     } else {
         pieces.iter().try_for_each(one)

@@ -38,6 +38,12 @@ pub const MANIFEST_SCHEMA: &str = "ccmount.manifest/v1";
 /// Pieces decrypted in parallel before hashing them in order.
 const HASH_BATCH: usize = 8;
 
+thread_local! {
+    /// Per-thread (ciphertext, scratch plaintext) buffers.
+    static CT_BUF: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -601,29 +607,34 @@ fn verify_file(
     let mut holes = 0u64;
     let mut io_err = None;
     let mut hasher = opts.hash.then(Sha256::new);
+    // Plaintext buffers of one batch, reused across batches (hashing needs them in order).
+    let mut pts: Vec<Vec<u8>> = Vec::new();
     for batch in pieces.chunks(if opts.hash { HASH_BATCH } else { usize::MAX }) {
+        pts.resize_with(batch.len().max(pts.len()), Vec::new);
+        let hashing = hasher.is_some();
         let results: Vec<_> = batch
             .par_iter()
-            .map(|&first| {
-                let mut ct = Vec::new();
-                let mut pt = Vec::new();
-                let r = cf.decrypt_piece(first, PIECE_BLOCKS, &mut ct, &mut pt);
-                if let Ok(p) = &r {
-                    progress.advance(p.plain_len as u64);
-                }
-                if hasher.is_none() {
-                    pt = Vec::new();
-                }
-                (r, pt)
+            .zip(pts.par_iter_mut())
+            .map(|(&first, pt)| {
+                CT_BUF.with(|cell| {
+                    let mut guard = cell.borrow_mut();
+                    let (ct, scratch) = &mut *guard;
+                    let out = if hashing { pt } else { scratch };
+                    let r = cf.decrypt_piece(first, PIECE_BLOCKS, ct, out);
+                    if let Ok(p) = &r {
+                        progress.advance(p.plain_len as u64);
+                    }
+                    r
+                })
             })
             .collect();
-        for (r, pt) in results {
+        for (r, pt) in results.into_iter().zip(&pts) {
             match r {
                 Ok(piece) => {
                     holes += piece.holes.len() as u64;
                     bad.extend(piece.bad);
                     if let Some(h) = hasher.as_mut() {
-                        h.update(&pt);
+                        h.update(pt.get(..piece.plain_len).unwrap_or_default());
                     }
                 }
                 Err(err) => {
