@@ -257,6 +257,43 @@ fn wrong_password_and_wrong_master_key_exit_12() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 }
 
+/// Checks a report against the published schema's required fields and enums (a light
+/// check; a later issue validates with a full JSON Schema validator).
+fn check_against_schema(v: &serde_json::Value) {
+    let schema: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schemas/verify-report.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let req = |s: &serde_json::Value, o: &serde_json::Value| {
+        for k in s["required"].as_array().unwrap() {
+            assert!(o.get(k.as_str().unwrap()).is_some(), "missing {k}");
+        }
+        for k in o.as_object().unwrap().keys() {
+            assert!(s["properties"].get(k).is_some(), "undocumented field {k}");
+        }
+    };
+    req(&schema, v);
+    let props = &schema["properties"];
+    req(&props["stats"], &v["stats"]);
+    for f in v["files"].as_array().unwrap() {
+        req(&props["files"]["items"], f);
+    }
+    let kinds = props["findings"]["items"]["properties"]["kind"]["enum"]
+        .as_array()
+        .unwrap();
+    for f in v["findings"].as_array().unwrap() {
+        req(&props["findings"]["items"], f);
+        assert!(
+            kinds.contains(&f["kind"]),
+            "undocumented kind {}",
+            f["kind"]
+        );
+    }
+}
+
 #[test]
 fn verify_reports_corruption_as_json_and_exits_26() {
     let tmp = tempfile::tempdir().unwrap();
@@ -284,6 +321,7 @@ fn verify_reports_corruption_as_json_and_exits_26() {
     ]);
     assert_eq!(code(&o), 26, "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    check_against_schema(&v);
     assert_eq!(v["schema"], "ccmount.verify-report/v1");
     assert_eq!(v["ok"], false);
     let finding = v["findings"]
@@ -344,6 +382,7 @@ fn verify_manifest_and_no_key() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let o = ccmount(&[&"verify", &root, &"--no-key", &"--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    check_against_schema(&v);
     assert_eq!(v["mode"], "no-key");
     let o = ccmount(&[&"verify", &root, &"--no-key", &"--manifest", &man]);
     assert_eq!(code(&o), 2);
@@ -382,5 +421,4 @@ fn unavailable_options_are_refused_clearly() {
     assert!(stderr(&o).contains("--expect"));
     let o = ccmount(&[&"verify", &c, &"--no-key", &"--receipt", &"r.json"]);
     assert_eq!(code(&o), 2);
-    let _ = Path::new("");
 }
