@@ -126,6 +126,17 @@ fn classify_library(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if cause.downcast_ref::<attest::UriError>().is_some() {
         return Some(Exit::Usage);
     }
+    if let Some(e) = cause.downcast_ref::<fuse_decrypt::Error>() {
+        use fuse_decrypt::ErrorKind as K;
+        return Some(match e.kind() {
+            K::BadCipherDir => Exit::BadCipherDir,
+            K::WrongKey => Exit::WrongKey,
+            K::Corrupt => Exit::Corrupt,
+            K::Io => Exit::Io,
+            K::OutputExists => Exit::OutputExists,
+            _ => Exit::Usage,
+        });
+    }
     None
 }
 
@@ -205,6 +216,20 @@ mod tests {
         }
         assert_eq!(Exit::KbsUnreachable as u8, 30);
         assert_eq!(Exit::KbsProtocol as u8, 37);
+    }
+
+    #[test]
+    fn library_errors_map_to_documented_codes() {
+        let e = anyhow::Error::new(fuse_decrypt::Error::WrongPassword { path: "c".into() })
+            .context("opening c");
+        assert_eq!(classify(&e), Exit::WrongKey);
+        let e = anyhow::Error::new(fuse_decrypt::Error::Authentication {
+            path: "f".into(),
+            block: 3,
+        });
+        assert_eq!(classify(&e), Exit::Corrupt);
+        let e = anyhow::Error::new(fuse_decrypt::Error::OutputNotEmpty { path: "o".into() });
+        assert_eq!(classify(&e), Exit::OutputExists);
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! `ccmount`: the command-line agent. Glue only: parsing, plans, exit codes, logging.
 //! The work happens in the `attest` and `fuse-decrypt` libraries.
 
+// Doc comments in `cli.rs` are clap's help text, written for a terminal (bare URLs,
+// `sha256:<digest>`), not rustdoc markup.
+#![allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
+
 use std::io::Write as _;
 use std::process::ExitCode;
 
@@ -10,7 +14,9 @@ mod cli;
 mod cmd;
 mod exit;
 mod kbs;
+mod keys;
 mod logging;
+mod progress;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -1,26 +1,20 @@
 #!/usr/bin/env bash
-# Benchmarks: tests/bench/run.sh <suite> [...]. Each suite prints lines
-#   metric=<name> ours=<v> [gocryptfs=<v> ratio=<x>]
-# (median of several runs). Record results with the command in docs/benchmarks.md.
+# Benchmarks ccmount side by side with gocryptfs; prints one line per metric:
+#   metric=<name> ours=<MB/s> gocryptfs=<MB/s> ratio=<x>      (median of RUNS runs)
+# Usage: tests/bench/run.sh SUITE   (SUITE = a file in tests/bench/suites/, e.g. offline)
+# Adding a suite: drop tests/bench/suites/<name>.sh defining `suite_main`; it may use the
+# helpers in tests/bench/lib.sh. Results go in docs/benchmarks.md with the command.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-
-usage() {
-  echo "usage: tests/bench/run.sh <suite>..." >&2
-  echo "suites: attest" >&2
+suite=${1:-}
+file="tests/bench/suites/${suite}.sh"
+if [[ -z "$suite" || ! -f "$file" ]]; then
+  echo "usage: $0 SUITE   (available: $(cd tests/bench/suites && ls ./*.sh | xargs -n1 basename | sed 's/\.sh$//' | tr '\n' ' '))" >&2
   exit 2
-}
-
-suite_attest() {
-  # auth+attest+resource against the local test KBS over HTTPS (sample evidence, EC key),
-  # then requests per further resource with a cached token.
-  cargo run --release --locked -q -p e2e --bin attest-bench -- "$@"
-}
-
-[ $# -ge 1 ] || usage
-for suite in "$@"; do
-  case "$suite" in
-    attest) suite_attest ;;
-    *) echo "unknown suite: $suite" >&2; usage ;;
-  esac
-done
+fi
+shift
+# shellcheck source=tests/bench/lib.sh
+source tests/bench/lib.sh
+# shellcheck disable=SC1090
+source "$file"
+suite_main "$@"

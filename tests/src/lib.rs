@@ -1,2 +1,64 @@
-//! Helpers shared by the end-to-end tests: fixture paths, probes for gocryptfs and
-//! `/dev/fuse`, and the Trustee-compatible test KBS.
+//! Helpers shared by the end-to-end tests: the gocryptfs 2.3 corpus (materialised with its
+//! symlinks and xattrs from `MANIFEST.json`), probes for gocryptfs and `/dev/fuse`, a mount
+//! guard that always unmounts, random plaintext trees, and tree snapshots to compare.
+//!
+//! Test-support code: a failing helper is a failing test, so helpers may panic with a clear
+//! message.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs,
+    reason = "test support crate"
+)]
+
+pub mod corpus;
+pub mod gocryptfs;
+pub mod tree;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository's `tests/` directory.
+#[must_use]
+pub fn tests_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Prints a skip reason in a form `grep SKIP` finds, and returns from the test.
+#[macro_export]
+macro_rules! skip_unless {
+    ($reason:expr) => {
+        if let Some(reason) = $reason {
+            eprintln!("SKIP {}: {reason}", module_path!());
+            return;
+        }
+    };
+}
+
+/// Runs a command with a deadline; kills it when the deadline passes.
+///
+/// # Panics
+/// If the command cannot be started.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                break;
+            }
+        }
+    }
+    child.wait_with_output().expect("collect child output")
+}

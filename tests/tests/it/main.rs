@@ -1,12 +1,20 @@
-//! End-to-end tests (one binary, ripgrep style): modules below.
+//! End-to-end tests (one binary, ripgrep style, link once): the real-gocryptfs corpus,
+//! hostile input, interop with the real binary, writer → reader round trips, and the
+//! attestation flow against the test KBS.
 
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
-    clippy::indexing_slicing,
     clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    missing_docs,
     reason = "tests"
 )]
 
 mod attest_cli;
 mod attest_flow;
+mod corpus;
+mod hostile;
+mod interop;
+mod roundtrip;

@@ -1,0 +1,111 @@
+//! `ccmount encrypt PLAINDIR CIPHERDIR --passfile FILE [...]`: a new gocryptfs tree from a
+//! plaintext tree, with the `gocryptfs -init` options we support (`docs/cli.md`).
+
+use anyhow::{Context, Result};
+use fuse_decrypt::configfile::{Layout, NameLayout};
+use fuse_decrypt::verify::{VerifyOptions, verify};
+use fuse_decrypt::writer::{InitOptions, encrypt_tree};
+use fuse_decrypt::{ContentAlgo, KeySource};
+
+use crate::cli::{EncryptArgs, GlobalArgs};
+use crate::exit::{Exit, coded};
+use crate::keys;
+use crate::progress::{Bar, chatty};
+
+/// Builds the layout from the flags, refusing combinations gocryptfs refuses too.
+fn layout(a: &EncryptArgs) -> Result<Layout> {
+    let content = if a.xchacha {
+        ContentAlgo::XChaCha20Poly1305
+    } else {
+        ContentAlgo::AesGcm
+    };
+    let names = if a.plaintextnames {
+        if a.deterministic_names || a.longnamemax.is_some() {
+            return Err(coded(
+                Exit::Usage,
+                "--plaintextnames cannot be combined with --deterministic-names or --longnamemax (names are not encrypted)",
+            ));
+        }
+        NameLayout::Plaintext
+    } else {
+        let long_name_max = match a.longnamemax {
+            None => 255,
+            Some(n) if (62..=255).contains(&n) => u8::try_from(n).unwrap_or(255),
+            Some(n) => {
+                return Err(coded(
+                    Exit::Usage,
+                    format!("--longnamemax {n}: must be 62..=255 (as gocryptfs)"),
+                ));
+            }
+        };
+        NameLayout::Encrypted {
+            dir_iv: !a.deterministic_names,
+            raw64: true,
+            long_name_max,
+        }
+    };
+    Ok(Layout {
+        content,
+        hkdf: true,
+        names,
+    })
+}
+
+pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
+    super::refuse_unavailable(g, None)?;
+    let layout = layout(&a)?;
+    let log_n = a.scryptn.unwrap_or(16);
+    if !(10..=28).contains(&log_n) {
+        return Err(coded(
+            Exit::Usage,
+            format!("--scryptn {log_n}: must be 10..=28 (as gocryptfs)"),
+        ));
+    }
+    let KeySource::Password(password) = keys::password_from_file(&a.passfile)? else {
+        return Err(coded(
+            Exit::Internal,
+            "invariant: a passfile yields a password",
+        ));
+    };
+    let opts = InitOptions {
+        layout,
+        scrypt_log_n: log_n,
+        ..InitOptions::default()
+    };
+    let bar = Bar::new("encrypt", !g.quiet);
+    let summary =
+        encrypt_tree(&a.plaindir, &a.cipherdir, &password, &opts, &bar).with_context(|| {
+            format!(
+                "encrypting {} into {}",
+                a.plaindir.display(),
+                a.cipherdir.display()
+            )
+        });
+    bar.finish();
+    let summary = summary?;
+    for p in &summary.skipped {
+        tracing::warn!(path = %p.display(), "skipped: FIFOs, sockets and device nodes are not encrypted");
+    }
+    if chatty(g.quiet) {
+        eprintln!(
+            "encrypted {} files ({} bytes), {} directories, {} symlinks into {}",
+            summary.files,
+            summary.bytes,
+            summary.dirs,
+            summary.symlinks,
+            a.cipherdir.display()
+        );
+    }
+    if let Some(out) = &a.manifest {
+        let dir = super::open_dir(&a.cipherdir, KeySource::Password(password))?;
+        let report = verify(&dir, &VerifyOptions::default(), &fuse_decrypt::NoProgress);
+        if !report.is_ok() {
+            return Err(coded(
+                Exit::Corrupt,
+                format!("{}: the new tree does not verify", a.cipherdir.display()),
+            ));
+        }
+        super::write_atomic(out, &super::json_bytes(&report.manifest_json()))?;
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,424 @@
+//! The `ccmount` binary end to end: encrypt / decrypt / verify / info, exit codes, output
+//! safety, JSON outputs. Trees are the gocryptfs-made corpus or random trees.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    reason = "tests"
+)]
+
+use std::fs;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use e2e::corpus;
+use e2e::tree::{self, TreeOpts};
+
+fn ccmount(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ccmount"));
+    for a in args {
+        c.arg(a.as_ref());
+    }
+    e2e::run_with_timeout(&mut c, Duration::from_secs(120))
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+struct Fixture {
+    tmp: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn p(&self, s: &str) -> std::path::PathBuf {
+        self.tmp.path().join(s)
+    }
+    fn pass(&self) -> std::path::PathBuf {
+        let p = self.p("pass");
+        fs::write(&p, "s3cret\n").unwrap();
+        p
+    }
+    /// A random plaintext tree encrypted by `ccmount encrypt` with extra args.
+    fn encrypted(&self, extra: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
+        let plain = self.p("plain");
+        if !plain.exists() {
+            fs::create_dir(&plain).unwrap();
+            tree::generate(
+                &plain,
+                3,
+                TreeOpts {
+                    random_files: 4,
+                    ..TreeOpts::default()
+                },
+            );
+        }
+        let cipher = self.p("cipher");
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"encrypt", &plain, &cipher];
+        let pass = self.pass();
+        args.push(&"--passfile");
+        args.push(&pass);
+        args.push(&"--scryptn");
+        args.push(&"10");
+        for e in extra {
+            args.push(e);
+        }
+        let o = ccmount(&args);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        (plain, cipher)
+    }
+}
+
+#[test]
+fn encrypt_then_decrypt_restores_the_tree_with_modes_and_times() {
+    let f = Fixture::new();
+    let (plain, cipher) = f.encrypted(&[]);
+    let out = f.p("out");
+    let o = ccmount(&[
+        &"decrypt",
+        &cipher,
+        &out,
+        &"--passfile",
+        &f.pass(),
+        &"--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["schema"], "ccmount.decrypt-summary/v1");
+    assert_eq!(v["ok"], true);
+    let d = tree::diff(&tree::snapshot(&out), &tree::snapshot(&plain), true, true);
+    assert!(d.is_empty(), "{d:#?}");
+    let a = fs::metadata(plain.join("edge/size4097")).unwrap();
+    let b = fs::metadata(out.join("edge/size4097")).unwrap();
+    assert_eq!((a.mtime(), a.mtime_nsec()), (b.mtime(), b.mtime_nsec()));
+    let a = fs::metadata(plain.join("deep")).unwrap();
+    let b = fs::metadata(out.join("deep")).unwrap();
+    assert_eq!(a.mtime(), b.mtime());
+    // The whole tree's sparse files stay sparse.
+    let s = fs::metadata(out.join("sparse/all-hole")).unwrap();
+    assert!(s.blocks() * 512 < s.len());
+}
+
+#[test]
+fn every_encrypt_option_round_trips() {
+    for extra in [
+        &["--xchacha"][..],
+        &["--plaintextnames"],
+        &["--deterministic-names"],
+        &["--longnamemax", "62"],
+    ] {
+        let f = Fixture::new();
+        let (plain, cipher) = f.encrypted(extra);
+        let o = ccmount(&[&"info", &"--json", &cipher]);
+        let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(info["scrypt"]["log2_n"], 10);
+        let out = f.p("out");
+        let o = ccmount(&[&"decrypt", &cipher, &out, &"--passfile", &f.pass()]);
+        assert_eq!(code(&o), 0, "{extra:?}: {}", stderr(&o));
+        assert!(tree::diff(&tree::snapshot(&out), &tree::snapshot(&plain), true, true).is_empty());
+    }
+}
+
+#[test]
+fn encrypt_refuses_bad_options() {
+    let f = Fixture::new();
+    fs::create_dir(f.p("plain")).unwrap();
+    for extra in [
+        &["--plaintextnames", "--deterministic-names"][..],
+        &["--longnamemax", "10"],
+        &["--scryptn", "5"],
+    ] {
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"encrypt", &"x", &"y", &"--passfile", &"p"];
+        let plain = f.p("plain");
+        let cipher = f.p("c");
+        let pass = f.pass();
+        args[1] = &plain;
+        args[2] = &cipher;
+        args[4] = &pass;
+        for e in extra {
+            args.push(e);
+        }
+        let o = ccmount(&args);
+        assert_eq!(code(&o), 2, "{extra:?}: {}", stderr(&o));
+    }
+    // A non-empty CIPHERDIR is refused (exit 5).
+    fs::create_dir(f.p("full")).unwrap();
+    fs::write(f.p("full/x"), "x").unwrap();
+    let o = ccmount(&[
+        &"encrypt",
+        &f.p("plain"),
+        &f.p("full"),
+        &"--passfile",
+        &f.pass(),
+    ]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+}
+
+#[test]
+fn decrypt_refuses_a_non_empty_outdir_without_force() {
+    let f = Fixture::new();
+    let (_, cipher) = f.encrypted(&[]);
+    let out = f.p("out");
+    fs::create_dir(&out).unwrap();
+    fs::write(out.join("big.bin"), "old").unwrap();
+    let o = ccmount(&[&"decrypt", &cipher, &out, &"--passfile", &f.pass()]);
+    assert_eq!(code(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"));
+    assert_eq!(fs::read(out.join("big.bin")).unwrap(), b"old");
+    let o = ccmount(&[
+        &"decrypt",
+        &cipher,
+        &out,
+        &"--passfile",
+        &f.pass(),
+        &"--force",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_ne!(fs::read(out.join("big.bin")).unwrap(), b"old");
+}
+
+#[test]
+fn decrypt_never_writes_through_a_symlink() {
+    let f = Fixture::new();
+    let (_, cipher) = f.encrypted(&[]);
+    let out = f.p("out");
+    let elsewhere = f.p("elsewhere");
+    fs::create_dir(&out).unwrap();
+    fs::create_dir(&elsewhere).unwrap();
+    // A symlink where a directory of the tree goes, and a symlink as OUTDIR itself.
+    std::os::unix::fs::symlink(&elsewhere, out.join("edge")).unwrap();
+    let o = ccmount(&[
+        &"decrypt",
+        &cipher,
+        &out,
+        &"--passfile",
+        &f.pass(),
+        &"--force",
+    ]);
+    assert_ne!(code(&o), 0);
+    assert!(stderr(&o).contains("symlink"), "{}", stderr(&o));
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+    let link = f.p("outlink");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let o = ccmount(&[&"decrypt", &cipher, &link, &"--passfile", &f.pass()]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+}
+
+#[test]
+fn wrong_password_and_wrong_master_key_exit_12() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = corpus::materialize("default", tmp.path());
+    fs::write(tmp.path().join("bad"), "nope\n").unwrap();
+    let o = ccmount(&[&"verify", &root, &"--passfile", &tmp.path().join("bad")]);
+    assert_eq!(code(&o), 12, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("nope"));
+    fs::write(
+        tmp.path().join("mk"),
+        "00000000-11111111-22222222-33333333-\n44444444-55555555-66666666-77777777\n",
+    )
+    .unwrap();
+    let o = ccmount(&[
+        &"verify",
+        &root,
+        &"--masterkey-file",
+        &tmp.path().join("mk"),
+    ]);
+    assert_eq!(code(&o), 12, "{}", stderr(&o));
+    // The right master key in the printed form works.
+    let hex = &corpus::manifest().variants["default"].masterkey_hex;
+    let printed: Vec<&str> = (0..8).map(|i| &hex[i * 8..i * 8 + 8]).collect();
+    fs::write(
+        tmp.path().join("mk"),
+        format!("{}-\n{}\n", printed[..4].join("-"), printed[4..].join("-")),
+    )
+    .unwrap();
+    let o = ccmount(&[
+        &"verify",
+        &root,
+        &"--masterkey-file",
+        &tmp.path().join("mk"),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+/// Checks a report against the published schema's required fields and enums (a light
+/// check; a later issue validates with a full JSON Schema validator).
+fn check_against_schema(v: &serde_json::Value) {
+    let schema: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schemas/verify-report.schema.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let req = |s: &serde_json::Value, o: &serde_json::Value| {
+        for k in s["required"].as_array().unwrap() {
+            assert!(o.get(k.as_str().unwrap()).is_some(), "missing {k}");
+        }
+        for k in o.as_object().unwrap().keys() {
+            assert!(s["properties"].get(k).is_some(), "undocumented field {k}");
+        }
+    };
+    req(&schema, v);
+    let props = &schema["properties"];
+    req(&props["stats"], &v["stats"]);
+    for f in v["files"].as_array().unwrap() {
+        req(&props["files"]["items"], f);
+    }
+    let kinds = props["findings"]["items"]["properties"]["kind"]["enum"]
+        .as_array()
+        .unwrap();
+    for f in v["findings"].as_array().unwrap() {
+        req(&props["findings"]["items"], f);
+        assert!(
+            kinds.contains(&f["kind"]),
+            "undocumented kind {}",
+            f["kind"]
+        );
+    }
+}
+
+#[test]
+fn verify_reports_corruption_as_json_and_exits_26() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = corpus::materialize("default", tmp.path());
+    let m = corpus::manifest();
+    let e = m.variants["default"]
+        .entries
+        .iter()
+        .find(|e| e.plain.as_deref() == Some("size1M"))
+        .unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(root.join(&e.cipher))
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, 18 + 7 * 4128 + 50).unwrap();
+    f.write_all_at(&[b[0] ^ 4], 18 + 7 * 4128 + 50).unwrap();
+    let o = ccmount(&[
+        &"verify",
+        &root,
+        &"--passfile",
+        &corpus::password_file(),
+        &"--json",
+    ]);
+    assert_eq!(code(&o), 26, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    check_against_schema(&v);
+    assert_eq!(v["schema"], "ccmount.verify-report/v1");
+    assert_eq!(v["ok"], false);
+    let finding = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["severity"] == "error")
+        .unwrap();
+    assert_eq!(finding["kind"], "authentication");
+    assert_eq!(finding["path"], "size1M");
+    assert_eq!(finding["block"], 7);
+    let files = v["files"].as_array().unwrap();
+    let clean = files.iter().find(|f| f["path"] == "size4096").unwrap();
+    assert_eq!(
+        clean["sha256"],
+        "5064cb39e159487b94dac4b9a3505c1826496e42e55a8312db00fd394b21c3dc"
+    );
+    assert!(files.iter().find(|f| f["path"] == "size1M").unwrap()["sha256"].is_null());
+    // Human output names the file and the block.
+    let o = ccmount(&[&"verify", &root, &"--passfile", &corpus::password_file()]);
+    assert_eq!(code(&o), 26);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("size1M: block 7"));
+}
+
+#[test]
+fn verify_manifest_and_no_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = corpus::materialize("default", tmp.path());
+    let man = tmp.path().join("manifest.json");
+    let o = ccmount(&[
+        &"verify",
+        &root,
+        &"--passfile",
+        &corpus::password_file(),
+        &"--manifest",
+        &man,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(&man).unwrap()).unwrap();
+    assert_eq!(v["schema"], "ccmount.manifest/v1");
+    let m = corpus::manifest();
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(
+        files.len(),
+        m.variants["default"]
+            .entries
+            .iter()
+            .filter(|e| e.kind == "file")
+            .count()
+    );
+    // The non-UTF-8 name survives as base64.
+    assert!(
+        files
+            .iter()
+            .any(|f| f["path_b64"] == "bm9udXRmOC3//i5iaW4=")
+    );
+    let o = ccmount(&[&"verify", &root, &"--no-key"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = ccmount(&[&"verify", &root, &"--no-key", &"--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    check_against_schema(&v);
+    assert_eq!(v["mode"], "no-key");
+    let o = ccmount(&[&"verify", &root, &"--no-key", &"--manifest", &man]);
+    assert_eq!(code(&o), 2);
+}
+
+#[test]
+fn info_and_bad_cipherdirs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = ccmount(&[&"info", &corpus::dir().join("default")]);
+    assert_eq!(code(&o), 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("AES-GCM-256"));
+    let o = ccmount(&[&"info", &corpus::dir().join("zerokey")]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let root = corpus::materialize("default", tmp.path());
+    let conf = root.join("gocryptfs.conf");
+    let text = fs::read_to_string(&conf)
+        .unwrap()
+        .replace("\"Raw64\"", "\"Raw64\",\"FIDO2\"");
+    fs::remove_file(&conf).unwrap();
+    fs::write(&conf, text).unwrap();
+    let o = ccmount(&[&"verify", &root, &"--passfile", &corpus::password_file()]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no token in a TEE"));
+    let o = ccmount(&[&"verify", &root, &"--no-key"]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+}
+
+#[test]
+fn unavailable_options_are_refused_clearly() {
+    let c = corpus::dir().join("default");
+    let o = ccmount(&[&"verify", &c, &"--key", &"kbs:///default/llm/key"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("not available"), "{}", stderr(&o));
+    let o = ccmount(&[&"verify", &c, &"--no-key", &"--expect", &"sha256:00"]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("--expect"));
+    let o = ccmount(&[&"verify", &c, &"--no-key", &"--receipt", &"r.json"]);
+    assert_eq!(code(&o), 2);
+}

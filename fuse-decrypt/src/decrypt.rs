@@ -1,0 +1,525 @@
+//! Offline decryption of a whole cipher directory into a plaintext directory.
+//!
+//! There is no gocryptfs counterpart (gocryptfs needs a FUSE mount and `cp -a`); the format
+//! rules come from the reader (`cipherdir`, `reader`). Output safety rules, from
+//! `../shared/design/product.md`: every write is relative to a directory fd opened with
+//! `O_NOFOLLOW` (never through a symlink, never outside OUTDIR, whatever the names are);
+//! each file is written to a temp file and renamed into place only after every block
+//! authenticated; a non-empty OUTDIR is refused unless `force`; modes, times, symlinks and
+//! `user.*` xattrs are restored. Work is spread over the rayon pool across files and across
+//! 1 MiB pieces of large files.
+
+use std::cell::RefCell;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+
+use crate::Progress;
+use crate::cipherdir::{CipherDir, Entry, FileKind};
+use crate::contentenc::PLAIN_BS;
+use crate::cryptocore::fill_random;
+use crate::error::{Error, ErrorKind, Result};
+use crate::reader::CipherFile;
+use crate::walk::walk;
+
+/// Blocks per parallel piece (1 MiB of plaintext).
+pub const PIECE_BLOCKS: u64 = 256;
+
+thread_local! {
+    /// Per-thread (ciphertext, plaintext) piece buffers.
+    static BUFS: RefCell<(Vec<u8>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Options for [`decrypt_tree`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecryptOptions {
+    /// Write into a non-empty OUTDIR, replacing files and symlinks of the same name.
+    pub force: bool,
+}
+
+/// One problem met while decrypting.
+#[derive(Debug)]
+pub struct DecryptProblem {
+    /// Plaintext path when known, else the cipher path.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub error: Error,
+    /// Harmless (a skipped FIFO, a leftover temp file in the cipher tree).
+    pub warning: bool,
+}
+
+/// What [`decrypt_tree`] did.
+#[derive(Debug, Default)]
+pub struct DecryptSummary {
+    /// Files written.
+    pub files: u64,
+    /// Directories created or reused.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Plaintext bytes written.
+    pub bytes: u64,
+    /// Problems; files with a problem were not written.
+    pub problems: Vec<DecryptProblem>,
+}
+
+impl DecryptSummary {
+    /// True when nothing but warnings was found.
+    #[must_use]
+    pub fn is_ok(&self) -> bool {
+        self.problems.iter().all(|p| p.warning)
+    }
+
+    /// `Ok(self)` if clean, else [`Error::Problems`] with the first real problem and the
+    /// worst kind (corruption beats I/O beats the rest).
+    ///
+    /// # Errors
+    /// [`Error::Problems`].
+    pub fn into_result(mut self) -> Result<Self> {
+        if self.is_ok() {
+            return Ok(self);
+        }
+        let mut real: Vec<DecryptProblem> = Vec::new();
+        self.problems.retain_mut(|p| {
+            if p.warning {
+                true
+            } else {
+                real.push(DecryptProblem {
+                    path: std::mem::take(&mut p.path),
+                    error: std::mem::replace(&mut p.error, Error::refused("", "")),
+                    warning: false,
+                });
+                false
+            }
+        });
+        let kind = worst_kind(real.iter().map(|p| p.error.kind()));
+        let count = real.len();
+        let first = real.into_iter().next().map_or_else(
+            || Box::new(Error::refused("", "unknown")),
+            |p| Box::new(p.error),
+        );
+        Err(Error::Problems { count, first, kind })
+    }
+}
+
+/// The most serious of several error kinds.
+#[must_use]
+pub fn worst_kind(kinds: impl Iterator<Item = ErrorKind>) -> ErrorKind {
+    let rank = |k: ErrorKind| match k {
+        ErrorKind::WrongKey => 6,
+        ErrorKind::Corrupt => 5,
+        ErrorKind::BadCipherDir => 4,
+        ErrorKind::Io => 3,
+        ErrorKind::OutputExists => 2,
+        _ => 1,
+    };
+    kinds.max_by_key(|k| rank(*k)).unwrap_or(ErrorKind::Corrupt)
+}
+
+/// Decrypts the whole tree of `dir` into `out` (created if absent).
+///
+/// Keeps going after a bad file or name and reports every problem in the summary; files
+/// that fail are not written. Call [`DecryptSummary::into_result`] to turn problems into an
+/// error.
+///
+/// # Errors
+/// Only setup failures: [`Error::OutputNotEmpty`], [`Error::Refused`] (OUTDIR is a symlink
+/// or not a directory), [`Error::Io`], or an unlistable cipher root.
+pub fn decrypt_tree(
+    dir: &CipherDir,
+    out: &Path,
+    opts: &DecryptOptions,
+    progress: &dyn Progress,
+) -> Result<DecryptSummary> {
+    let root_fd = prepare_outdir(out, opts.force)?;
+    let tree = walk(dir)?;
+    let mut summary = DecryptSummary::default();
+    for p in tree.problems {
+        summary.problems.push(DecryptProblem {
+            path: p.cipher_path,
+            error: p.error,
+            warning: p.warning,
+        });
+    }
+    progress.set_total(
+        tree.entries
+            .iter()
+            .filter(|e| e.kind == FileKind::File)
+            .map(|e| e.plain_size)
+            .sum(),
+    );
+    let problems = Mutex::new(Vec::new());
+    let report = |path: &Path, error: Error| {
+        if let Ok(mut v) = problems.lock() {
+            v.push(DecryptProblem {
+                path: path.to_path_buf(),
+                error,
+                warning: false,
+            });
+        }
+    };
+
+    // Directories first, in order (parents before children).
+    let mut made_dirs: Vec<&Entry> = Vec::new();
+    let mut failed_dirs: Vec<&Path> = Vec::new();
+    for e in tree.entries.iter().filter(|e| e.kind == FileKind::Dir) {
+        if failed_dirs.iter().any(|f| e.plain_path.starts_with(f)) {
+            continue;
+        }
+        match make_dir(&root_fd, &e.plain_path, opts.force) {
+            Ok(()) => {
+                made_dirs.push(e);
+                summary.dirs += 1;
+            }
+            Err(err) => {
+                report(&e.plain_path, err);
+                failed_dirs.push(&e.plain_path);
+            }
+        }
+    }
+    let under_failed = |p: &Path| failed_dirs.iter().any(|f| p.starts_with(f));
+
+    // Symlinks and others, sequentially (cheap).
+    for e in &tree.entries {
+        if under_failed(&e.plain_path) {
+            continue;
+        }
+        match e.kind {
+            FileKind::Symlink => match write_symlink(dir, &root_fd, e, opts.force) {
+                Ok(()) => summary.symlinks += 1,
+                Err(err) => report(&e.plain_path, err),
+            },
+            FileKind::Other => summary.problems.push(DecryptProblem {
+                path: e.plain_path.clone(),
+                error: Error::refused(
+                    &e.plain_path,
+                    "FIFOs, sockets and device nodes are not decrypted (skipped)",
+                ),
+                warning: true,
+            }),
+            _ => {}
+        }
+    }
+
+    // Files, in parallel.
+    let mut files: Vec<&Entry> = tree
+        .entries
+        .iter()
+        .filter(|e| e.kind == FileKind::File && !under_failed(&e.plain_path))
+        .collect();
+    // Largest first, one file per work item, and large files split into pieces too: measured
+    // faster than keeping each large file on one thread (tests/bench, docs/benchmarks.md).
+    files.sort_by_key(|e| std::cmp::Reverse(e.plain_size));
+    let results: Vec<(u64, Option<Error>)> = files
+        .par_iter()
+        .with_max_len(1)
+        .map(
+            |e| match write_file(dir, &root_fd, e, opts.force, progress) {
+                Ok(n) => (n, None),
+                Err(err) => (0, Some(err)),
+            },
+        )
+        .collect();
+    for (e, (n, err)) in files.iter().zip(results) {
+        match err {
+            None => {
+                summary.files += 1;
+                summary.bytes += n;
+            }
+            Some(err) => report(&e.plain_path, err),
+        }
+    }
+
+    // Directory modes and times last, deepest first (a 0555 dir must be filled first).
+    for e in made_dirs.iter().rev() {
+        if let Err(err) = finish_dir(dir, &root_fd, e) {
+            report(&e.plain_path, err);
+        }
+    }
+    summary
+        .problems
+        .extend(problems.into_inner().unwrap_or_default());
+    Ok(summary)
+}
+
+/// Creates or checks OUTDIR and opens it without following symlinks.
+fn prepare_outdir(out: &Path, force: bool) -> Result<OwnedFd> {
+    match fs::symlink_metadata(out) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(Error::refused(
+                out,
+                "the output directory is a symlink; refusing to write through it (give its target)",
+            ));
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::refused(
+                out,
+                "the output exists and is not a directory",
+            ));
+        }
+        Ok(_) => {
+            let mut rd = fs::read_dir(out).map_err(|e| Error::io("listing", out, e))?;
+            if rd.next().is_some() && !force {
+                return Err(Error::OutputNotEmpty {
+                    path: out.to_path_buf(),
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fs::create_dir(out).map_err(|e| Error::io("creating", out, e))?;
+        }
+        Err(e) => return Err(Error::io("reading", out, e)),
+    }
+    rustix::fs::openat(
+        rustix::fs::CWD,
+        out,
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("opening", out, e.into()))
+}
+
+/// Opens the output directory `rel` below `root`, one component at a time, never following
+/// a symlink.
+fn open_rel_dir(root: &OwnedFd, rel: &Path) -> Result<OwnedFd> {
+    let mut cur = rustix::io::dup(root).map_err(|e| Error::io("opening", rel, e.into()))?;
+    for c in rel.components() {
+        let Component::Normal(name) = c else {
+            return Err(Error::refused(
+                rel,
+                "invariant: plaintext paths are plain components",
+            ));
+        };
+        cur = rustix::fs::openat(
+            &cur,
+            name,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            Errno::LOOP | Errno::NOTDIR => Error::refused(
+                rel,
+                "a symlink or non-directory is in the way in the output; refusing to write through it",
+            ),
+            e => Error::io("opening", rel, e.into()),
+        })?;
+    }
+    Ok(cur)
+}
+
+fn split_path(rel: &Path) -> (&Path, &OsStr) {
+    (
+        rel.parent().unwrap_or(Path::new("")),
+        rel.file_name().unwrap_or_default(),
+    )
+}
+
+fn make_dir(root: &OwnedFd, rel: &Path, force: bool) -> Result<()> {
+    let (parent, name) = split_path(rel);
+    let pfd = open_rel_dir(root, parent)?;
+    match rustix::fs::mkdirat(&pfd, name, Mode::from_raw_mode(0o700)) {
+        Ok(()) => Ok(()),
+        Err(Errno::EXIST) if force => {
+            let st = rustix::fs::statat(&pfd, name, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| Error::io("reading", rel, e.into()))?;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory {
+                Ok(())
+            } else {
+                Err(Error::refused(
+                    rel,
+                    "a file or symlink of this name is in the way in the output; remove it",
+                ))
+            }
+        }
+        Err(Errno::EXIST) => Err(Error::refused(rel, "already exists in the output")),
+        Err(e) => Err(Error::io("creating", rel, e.into())),
+    }
+}
+
+fn temp_name() -> Result<OsString> {
+    let mut r = [0u8; 8];
+    fill_random(&mut r)?;
+    Ok(OsString::from(format!(".ccmount-{}.tmp", hex::encode(r))))
+}
+
+fn timestamps(meta: &fs::Metadata) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: meta.atime(),
+            tv_nsec: meta.atime_nsec(),
+        },
+        last_modification: Timespec {
+            tv_sec: meta.mtime(),
+            tv_nsec: meta.mtime_nsec(),
+        },
+    }
+}
+
+/// Renames `tmp` to `name` in `pfd`: refusing to replace anything unless `force`.
+fn commit(pfd: &OwnedFd, tmp: &OsStr, name: &OsStr, rel: &Path, force: bool) -> Result<()> {
+    let flags = if force {
+        RenameFlags::empty()
+    } else {
+        RenameFlags::NOREPLACE
+    };
+    rustix::fs::renameat_with(pfd, tmp, pfd, name, flags).map_err(|e| {
+        let _ = rustix::fs::unlinkat(pfd, tmp, AtFlags::empty());
+        match e {
+            Errno::EXIST => Error::refused(rel, "already exists in the output"),
+            Errno::ISDIR => {
+                Error::refused(rel, "a directory of this name is in the way in the output")
+            }
+            e => Error::io("renaming into place", rel, e.into()),
+        }
+    })
+}
+
+fn write_symlink(dir: &CipherDir, root: &OwnedFd, e: &Entry, force: bool) -> Result<()> {
+    let target = dir.read_link(e)?;
+    let (parent, name) = split_path(&e.plain_path);
+    let pfd = open_rel_dir(root, parent)?;
+    let tmp = temp_name()?;
+    rustix::fs::symlinkat(target.as_os_str(), &pfd, tmp.as_os_str())
+        .map_err(|err| Error::io("creating", &e.plain_path, err.into()))?;
+    let _ = rustix::fs::utimensat(
+        &pfd,
+        tmp.as_os_str(),
+        &timestamps(&e.meta),
+        AtFlags::SYMLINK_NOFOLLOW,
+    );
+    commit(&pfd, &tmp, name, &e.plain_path, force)
+}
+
+fn write_file(
+    dir: &CipherDir,
+    root: &OwnedFd,
+    e: &Entry,
+    force: bool,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    let cf = dir.open_file(e)?;
+    let (parent, name) = split_path(&e.plain_path);
+    let pfd = open_rel_dir(root, parent)?;
+    let tmp = temp_name()?;
+    let fd = rustix::fs::openat(
+        &pfd,
+        tmp.as_os_str(),
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .map_err(|err| Error::io("creating", &e.plain_path, err.into()))?;
+    let out = File::from(fd);
+    let res = (|| -> Result<u64> {
+        write_pieces(&cf, &out, progress)?;
+        out.set_len(cf.plain_size())
+            .map_err(|err| Error::io("writing", &e.plain_path, err))?;
+        let (xattrs, bad) = dir.xattrs(e)?;
+        if let Some(err) = bad.into_iter().next() {
+            return Err(err);
+        }
+        for x in xattrs {
+            match rustix::fs::fsetxattr(
+                &out,
+                x.name.as_os_str(),
+                &x.value,
+                rustix::fs::XattrFlags::empty(),
+            ) {
+                Ok(()) | Err(Errno::NOTSUP | Errno::PERM) => {}
+                Err(err) => return Err(Error::io("setting xattr on", &e.plain_path, err.into())),
+            }
+        }
+        rustix::fs::fchmod(&out, Mode::from_raw_mode(e.meta.mode() & 0o7777))
+            .map_err(|err| Error::io("setting the mode of", &e.plain_path, err.into()))?;
+        rustix::fs::futimens(&out, &timestamps(&e.meta))
+            .map_err(|err| Error::io("setting the times of", &e.plain_path, err.into()))?;
+        Ok(cf.plain_size())
+    })();
+    match res {
+        Ok(n) => {
+            drop(out);
+            commit(&pfd, &tmp, name, &e.plain_path, force)?;
+            Ok(n)
+        }
+        Err(err) => {
+            drop(out);
+            let _ = rustix::fs::unlinkat(&pfd, tmp.as_os_str(), AtFlags::empty());
+            Err(err)
+        }
+    }
+}
+
+/// Decrypts every piece of `cf` into `out`, in parallel. Hole blocks are not written, so
+/// holes stay holes. Fails with the first bad block.
+fn write_pieces(cf: &CipherFile, out: &File, progress: &dyn Progress) -> Result<()> {
+    let blocks = cf.blocks();
+    let pieces: Vec<u64> = (0..blocks).step_by(PIECE_BLOCKS as usize).collect();
+    let one = |&first: &u64| -> Result<()> {
+        BUFS.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let (ct, pt) = &mut *guard;
+            let piece = cf.decrypt_piece(first, PIECE_BLOCKS, ct, pt)?;
+            if let Some(bad) = piece.bad.first() {
+                pt.fill(0);
+                return Err(Error::from_block(cf.path().to_path_buf(), *bad));
+            }
+            // Write runs of non-hole blocks.
+            let mut run: Option<usize> = None;
+            let nblocks = piece.plain_len.div_ceil(PLAIN_BS as usize);
+            for i in 0..=nblocks {
+                let b = first + i as u64;
+                let hole = i < nblocks && piece.holes.contains(&b);
+                let end = i == nblocks;
+                if (hole || end)
+                    && let Some(s) = run.take()
+                {
+                    let lo = s * PLAIN_BS as usize;
+                    let hi = (i * PLAIN_BS as usize).min(piece.plain_len);
+                    out.write_all_at(&pt[lo..hi], first * PLAIN_BS + lo as u64)
+                        .map_err(|err| Error::io("writing", cf.path(), err))?;
+                } else if !hole && !end && run.is_none() {
+                    run = Some(i);
+                }
+            }
+            progress.advance(piece.plain_len as u64);
+            Ok(())
+        })
+    };
+    if pieces.len() > 1 {
+        pieces.par_iter().try_for_each(one)
+    } else {
+        pieces.iter().try_for_each(one)
+    }
+}
+
+fn finish_dir(dir: &CipherDir, root: &OwnedFd, e: &Entry) -> Result<()> {
+    let fd = open_rel_dir(root, &e.plain_path)?;
+    if let Ok((xattrs, _)) = dir.xattrs(e) {
+        for x in xattrs {
+            let _ = rustix::fs::fsetxattr(
+                &fd,
+                x.name.as_os_str(),
+                &x.value,
+                rustix::fs::XattrFlags::empty(),
+            );
+        }
+    }
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(e.meta.mode() & 0o7777))
+        .map_err(|err| Error::io("setting the mode of", &e.plain_path, err.into()))?;
+    rustix::fs::futimens(&fd, &timestamps(&e.meta))
+        .map_err(|err| Error::io("setting the times of", &e.plain_path, err.into()))
+}
+
+/// Whether a name is one of our temp files (for callers that clean up after a crash).
+#[must_use]
+pub fn is_temp_name(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.starts_with(b".ccmount-") && b.ends_with(b".tmp")
+}

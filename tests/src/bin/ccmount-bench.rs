@@ -1,0 +1,141 @@
+//! Helper binary of `tests/bench/run.sh`: generates model-like trees and measures block
+//! decryption of each AES-GCM backend against bare aws-lc EVP calls on one core.
+//!
+//! ```text
+//! ccmount-bench gen DIR SIZE_MIB     # 4 large "safetensors" shards + many small files
+//! ccmount-bench blocks MIB           # prints aws_lc=.. rustcrypto=.. evp=.. (MB/s, 1 core)
+//! ```
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation,
+    reason = "benchmark tool"
+)]
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use e2e::tree::Rng;
+use fuse_decrypt::contentenc::ContentEnc;
+use fuse_decrypt::cryptocore::{ContentCipher, bench_raw_evp_open};
+use fuse_decrypt::{Backend, ContentAlgo, FileId};
+
+fn write_random(path: &Path, size: u64, rng: &mut Rng, buf: &mut [u8]) {
+    let mut f = fs::File::create(path).unwrap();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        f.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+}
+
+/// 7/8 of the bytes in 4 shards, 1/8 in small files of 4 KiB..512 KiB in a few dirs.
+fn generate(dir: &Path, size_mib: u64) {
+    let total = size_mib << 20;
+    let mut rng = Rng::new(0x5eed);
+    let mut buf = vec![0u8; 1 << 20];
+    let shard = total * 7 / 8 / 4;
+    let mut written = 0u64;
+    for i in 1..=4 {
+        write_random(
+            &dir.join(format!("model-{i:05}-of-00004.safetensors")),
+            shard + i, // not block aligned
+            &mut rng,
+            &mut buf,
+        );
+        written += shard + i;
+    }
+    let mut n = 0;
+    while written < total {
+        let sub = dir.join(format!("extra/part{:02}", n % 16));
+        fs::create_dir_all(&sub).unwrap();
+        let size = (4096 + rng.below(512 * 1024)).min(total - written);
+        write_random(
+            &sub.join(format!("file{n:05}.bin")),
+            size,
+            &mut rng,
+            &mut buf,
+        );
+        written += size;
+        n += 1;
+    }
+    fs::write(dir.join("config.json"), b"{\"model_type\": \"bench\"}\n").unwrap();
+    println!("bytes={} files={}", written + 24, n + 5);
+}
+
+fn mbps(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / secs / 1e6
+}
+
+/// Runs `f` repeatedly for ~1 s and returns the best MB/s of 3 rounds.
+fn measure(bytes: u64, mut f: impl FnMut()) -> f64 {
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut iters = 0u64;
+        while t.elapsed().as_secs_f64() < 1.0 {
+            f();
+            iters += 1;
+        }
+        best = best.max(mbps(bytes * iters, t.elapsed().as_secs_f64()));
+    }
+    best
+}
+
+fn blocks(mib: u64) {
+    let key = [0x11u8; 32];
+    let id = FileId([0x22; 16]);
+    let pt: Vec<u8> = {
+        let mut v = vec![0u8; (mib << 20) as usize];
+        Rng::new(1).fill(&mut v);
+        v
+    };
+    let aws = Backend::AwsLc.is_available().then(|| {
+        ContentEnc::new(ContentCipher::new(ContentAlgo::AesGcm, Backend::AwsLc, &key).unwrap())
+    });
+    let rc = ContentEnc::new(
+        ContentCipher::new(ContentAlgo::AesGcm, Backend::RustCrypto, &key).unwrap(),
+    );
+    let cbs = rc.geometry().cipher_bs() as usize;
+    let mut ct = vec![0u8; pt.len() / 4096 * cbs];
+    rc.encrypt_blocks(0, &id, &pt, &mut ct).unwrap();
+    let mut out = vec![0u8; pt.len()];
+    let bytes = pt.len() as u64;
+    let r_rc = measure(bytes, || {
+        rc.decrypt_blocks(0, &id, &ct, &mut out).unwrap();
+    });
+    assert_eq!(out, pt);
+    let (r_aws, r_evp) = match &aws {
+        Some(a) => {
+            let r = measure(bytes, || {
+                a.decrypt_blocks(0, &id, &ct, &mut out).unwrap();
+            });
+            assert_eq!(out, pt);
+            let e = measure(bytes, || {
+                assert_eq!(bench_raw_evp_open(&key, &id.0, &ct, cbs), Some(bytes));
+            });
+            (r, e)
+        }
+        None => (0.0, 0.0),
+    };
+    println!("aws_lc={r_aws:.0} rustcrypto={r_rc:.0} evp={r_evp:.0}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("gen") => generate(Path::new(&args[2]), args[3].parse().unwrap()),
+        Some("blocks") => blocks(args.get(2).map_or(64, |s| s.parse().unwrap())),
+        _ => {
+            eprintln!("usage: ccmount-bench gen DIR SIZE_MIB | blocks MIB");
+            std::process::exit(2);
+        }
+    }
+}
