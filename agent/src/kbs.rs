@@ -250,6 +250,47 @@ impl KbsSession {
     pub(crate) fn url(&self) -> &str {
         self.client.url()
     }
+
+    /// The TEE this session attests as.
+    pub(crate) fn tee(&self) -> attest::Tee {
+        self.client.tee()
+    }
+
+    /// Expiry of the cached token (seconds since the epoch), once attested.
+    pub(crate) fn token_expiry(&self) -> Option<u64> {
+        self.client.token_claims().and_then(|c| c.exp)
+    }
+}
+
+/// A [`KbsSession`] built on first use, so that commands that never touch the KBS never
+/// resolve its settings, and every KBS use in one command shares one attestation.
+#[derive(Debug)]
+pub(crate) struct LazySession<'a> {
+    global: &'a GlobalArgs,
+    session: Option<KbsSession>,
+}
+
+impl<'a> LazySession<'a> {
+    /// Nothing built yet.
+    pub(crate) fn new(global: &'a GlobalArgs) -> Self {
+        Self {
+            global,
+            session: None,
+        }
+    }
+
+    /// The session, built now if needed.
+    pub(crate) fn get(&mut self) -> Result<&mut KbsSession> {
+        match &mut self.session {
+            Some(s) => Ok(s),
+            slot => Ok(slot.insert(kbs_client(self.global)?)),
+        }
+    }
+
+    /// The session, if one was used.
+    pub(crate) fn used(&self) -> Option<&KbsSession> {
+        self.session.as_ref()
+    }
 }
 
 #[cfg(test)]

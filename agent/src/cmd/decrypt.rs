@@ -1,22 +1,61 @@
-//! `ccmount decrypt CIPHERDIR OUTDIR KEY [--force] [--json]`: the whole tree into OUTDIR
-//! (e.g. a RAM emptyDir), atomically per file, never through a symlink, on every core.
+//! `ccmount decrypt CIPHERDIR OUTDIR KEY [--force] [--json] [--expect PIN]`: the whole tree
+//! into OUTDIR (e.g. a RAM emptyDir), atomically per file, never through a symlink, on every
+//! core.
+//!
+//! With `--expect` (or `--receipt`) the whole tree is first checked against the pin (every
+//! block authenticated and hashed); on any difference nothing is written and the exit code
+//! is 26. The remaining window (storage changed between the check and the decrypt pass) is
+//! described in `docs/manifests.md`.
 
 use anyhow::{Context, Result};
 use fuse_decrypt::decrypt::{DecryptOptions, decrypt_tree};
+use fuse_decrypt::manifest::{CheckMode, Manifest, ModelDigest, check};
 use serde_json::json;
 
 use crate::cli::{DecryptArgs, GlobalArgs};
-use crate::exit::Exit;
+use crate::exit::{Exit, coded};
+use crate::kbs::LazySession;
 use crate::keys;
+use crate::pin;
 use crate::progress::{Bar, chatty};
+use crate::receipt::Receipt;
 
 /// Problems printed one per line before the summary error.
 const MAX_PRINTED: usize = 50;
 
 pub(crate) fn run(g: &GlobalArgs, a: DecryptArgs) -> Result<Exit> {
-    super::refuse_unavailable(g, Some(&a.expect))?;
+    let mut kbs = LazySession::new(g);
+    let pin = pin::resolve(&a.expect, &mut kbs)?;
     let key = keys::require(&a.key)?;
     let dir = super::open_dir(&a.cipherdir, key)?;
+    // Check before writing anything: a refused model leaves OUTDIR untouched.
+    let accepted: Option<ModelDigest> = if pin.is_some() || g.receipt.is_some() {
+        let bar = Bar::new("check", !g.quiet && !a.json);
+        let r = match &pin {
+            Some(p) => check(&dir, &p.expected, CheckMode::Full, &bar)
+                .map(|v| v.digest)
+                .map_err(pin::mismatch_error),
+            None => Manifest::of_tree(&dir, &bar)
+                .map(|(m, _)| m.digest())
+                .map_err(|diffs| {
+                    for d in &diffs {
+                        eprintln!("error: {d}");
+                    }
+                    coded(
+                        Exit::Corrupt,
+                        format!(
+                            "{}: {} problems; nothing decrypted",
+                            a.cipherdir.display(),
+                            diffs.len()
+                        ),
+                    )
+                }),
+        };
+        bar.finish();
+        Some(r?)
+    } else {
+        None
+    };
     let bar = Bar::new("decrypt", !g.quiet && !a.json);
     let summary = decrypt_tree(&dir, &a.outdir, &DecryptOptions { force: a.force }, &bar)
         .with_context(|| format!("decrypting into {}", a.outdir.display()));
@@ -57,5 +96,15 @@ pub(crate) fn run(g: &GlobalArgs, a: DecryptArgs) -> Result<Exit> {
     summary
         .into_result()
         .with_context(|| format!("decrypting {}", a.cipherdir.display()))?;
+    if let (Some(digest), Some(path)) = (accepted, &g.receipt) {
+        Receipt {
+            command: "decrypt",
+            cipherdir: &a.cipherdir,
+            digest,
+            pin: pin.as_ref(),
+            key_resource: a.key.key.as_deref(),
+        }
+        .write(path, &kbs)?;
+    }
     Ok(Exit::Ok)
 }

@@ -1,6 +1,6 @@
 //! End-to-end tests (one binary, ripgrep style, link once): the real-gocryptfs corpus,
 //! hostile input, interop with the real binary, writer → reader round trips, and the
-//! attestation flow against the test KBS.
+//! attestation flow against the test KBS, and whole-model pinning.
 
 #![allow(
     clippy::unwrap_used,
@@ -17,4 +17,5 @@ mod attest_flow;
 mod corpus;
 mod hostile;
 mod interop;
+mod pinning;
 mod roundtrip;
