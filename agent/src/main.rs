@@ -21,6 +21,7 @@ mod progress;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init(&cli.global);
+    kbs::install(&cli.global);
     match cmd::dispatch(&cli.global, cli.command) {
         Ok(code) => code.code(),
         Err(err) => report(&err),

@@ -17,4 +17,5 @@ mod attest_flow;
 mod corpus;
 mod hostile;
 mod interop;
+mod kbs_key;
 mod roundtrip;
