@@ -145,7 +145,7 @@ pub(crate) fn require(args: &KeyArgs) -> Result<KeySource> {
 
 #[cfg(test)]
 mod kbs_format_tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
     use super::*;
     use crate::exit::classify;
 
