@@ -299,6 +299,9 @@ pub(crate) struct SecretsArgs {
     /// Fetch and write once, then exit (no SIGHUP/interval refresh).
     #[arg(long)]
     pub(crate) once: bool,
+    /// Also re-fetch every DURATION (e.g. 15m); overrides `[delivery] interval`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "once")]
+    pub(crate) interval: Option<Duration>,
 }
 
 /// `ccmount attest`.

@@ -5,6 +5,7 @@ mod decrypt;
 mod encrypt;
 mod get_resource;
 mod info;
+mod secrets;
 mod verify;
 
 use std::io::Write;
@@ -28,7 +29,7 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
         Command::Manifest(_) => "manifest",
         Command::Mount(_) => "mount",
         Command::Umount(_) => "umount",
-        Command::Secrets(_) => "secrets",
+        Command::Secrets(a) => return secrets::run(global, &a),
         Command::LoadGpu(_) => "load-gpu",
         Command::Demo(_) => "demo",
     };

@@ -19,3 +19,4 @@ mod hostile;
 mod interop;
 mod kbs_key;
 mod roundtrip;
+mod secrets;
