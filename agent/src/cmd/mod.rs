@@ -2,6 +2,8 @@
 
 mod attest;
 mod decrypt;
+#[cfg(feature = "demo")]
+mod demo;
 mod encrypt;
 mod get_resource;
 mod info;
@@ -31,6 +33,9 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
         Command::Umount(_) => "umount",
         Command::Secrets(a) => return secrets::run(global, &a),
         Command::LoadGpu(_) => "load-gpu",
+        #[cfg(feature = "demo")]
+        Command::Demo(a) => return demo::run(global, &a),
+        #[cfg(not(feature = "demo"))]
         Command::Demo(_) => "demo",
     };
     Err(coded(

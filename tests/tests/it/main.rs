@@ -15,6 +15,7 @@
 mod attest_cli;
 mod attest_flow;
 mod corpus;
+mod demo;
 mod hostile;
 mod interop;
 mod kbs_key;
