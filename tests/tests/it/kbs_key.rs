@@ -314,3 +314,49 @@ fn kbs_key_errors_have_their_exit_codes() {
     );
     // Every failure above named no secret.
 }
+
+#[test]
+fn json_logs_are_json_lines_including_the_error() {
+    let Some(bin) = ccmount_bin() else { return };
+    let (_d, cipher, _) = default_fixture();
+    let pw = std::fs::read(e2e::corpus::password_file()).unwrap();
+    let (kbs, ca, _k) = kbs_with("default/key/model", &pw);
+    for (uri, code) in [
+        ("kbs:///default/key/model", 0),
+        ("kbs:///default/key/absent", 35),
+    ] {
+        let out = run(
+            &bin,
+            &kbs.url(),
+            &ca,
+            &[
+                &"--log-format",
+                &"json",
+                &"-vv",
+                &"verify",
+                &cipher,
+                &"--key",
+                &uri,
+            ],
+        );
+        let err = assert_code(&out, code);
+        let mut lines = 0;
+        for line in err.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(v.get("level").is_some(), "{line}");
+            lines += 1;
+        }
+        assert!(lines > 0);
+        if code != 0 {
+            let last: serde_json::Value =
+                serde_json::from_str(err.lines().last().unwrap()).unwrap();
+            assert_eq!(last["exit_code"], code);
+            assert!(last["message"].as_str().unwrap().contains("absent"));
+        }
+        // The password is in no line at the most verbose level.
+        let pw_text = String::from_utf8_lossy(&pw);
+        let pw_line = pw_text.lines().next().unwrap();
+        assert!(!err.contains(pw_line), "password leaked into the logs");
+    }
+}
