@@ -269,6 +269,19 @@ fn kbs_key_errors_have_their_exit_codes() {
     .arg(&cipher)
     .args(["--key", "kbs:///default/key/model"]);
     assert_code(&run_with_timeout(&mut cmd, Duration::from_secs(60)), 31);
+    // The KBS rejects the evidence at /attest every time: 33.
+    kbs.faults().inject(
+        test_kbs::FaultKind::Unauthorized,
+        20,
+        Some(Endpoint::Attest),
+    );
+    let [a, b] = key("kbs:///default/key/model");
+    let err = assert_code(
+        &run(&bin, &kbs.url(), &ca, &[&"verify", &cipher, &a, &b]),
+        33,
+    );
+    assert!(err.to_lowercase().contains("attest"), "{err}");
+    kbs.faults().clear();
     // Unreachable KBS (a closed port): 30, naming the URL.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
