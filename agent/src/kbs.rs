@@ -11,6 +11,7 @@
 //! `insecure_http` (bool).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -188,6 +189,53 @@ pub(crate) struct KbsSession {
     settings: KbsSettings,
 }
 
+/// The process-wide session: built from the global options on first use, then shared by
+/// every consumer (key, manifest, secrets) so that one attestation serves them all.
+enum Shared {
+    Pending(Box<GlobalArgs>),
+    Ready(Box<KbsSession>),
+}
+
+static SHARED: OnceLock<Mutex<Shared>> = OnceLock::new();
+
+/// Records the global options for [`with_shared`]. Called once by `main`.
+pub(crate) fn install(global: &GlobalArgs) {
+    let _ = SHARED.set(Mutex::new(Shared::Pending(Box::new(global.clone()))));
+}
+
+/// Runs `f` on the process-wide session, building it on first use (no traffic until `f`
+/// asks for a resource).
+pub(crate) fn with_shared<T>(f: impl FnOnce(&mut KbsSession) -> Result<T>) -> Result<T> {
+    let cell = SHARED
+        .get()
+        .ok_or_else(|| anyhow::anyhow!("internal: KBS settings not installed"))?;
+    // A panic while holding the lock cannot leave a half-built session: take it anyway.
+    let mut guard = cell
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Shared::Pending(global) = &*guard {
+        let session = kbs_client(global)?;
+        *guard = Shared::Ready(Box::new(session));
+    }
+    match &mut *guard {
+        Shared::Ready(session) => f(session),
+        Shared::Pending(_) => unreachable!("the session was just built"),
+    }
+}
+
+/// Runs `f` on the process-wide session only if something already built it (receipts:
+/// never resolves settings or attests just to report).
+pub(crate) fn with_existing<T>(f: impl FnOnce(&KbsSession) -> T) -> Option<T> {
+    let guard = SHARED
+        .get()?
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match &*guard {
+        Shared::Ready(session) => Some(f(session)),
+        Shared::Pending(_) => None,
+    }
+}
+
 /// Resolves the settings and builds the session. No network traffic yet: the first
 /// [`KbsSession::get_resource`] or [`KbsSession::attest`] attests.
 pub(crate) fn kbs_client(global: &GlobalArgs) -> Result<KbsSession> {
@@ -259,37 +307,6 @@ impl KbsSession {
     /// Expiry of the cached token (seconds since the epoch), once attested.
     pub(crate) fn token_expiry(&self) -> Option<u64> {
         self.client.token_claims().and_then(|c| c.exp)
-    }
-}
-
-/// A [`KbsSession`] built on first use, so that commands that never touch the KBS never
-/// resolve its settings, and every KBS use in one command shares one attestation.
-#[derive(Debug)]
-pub(crate) struct LazySession<'a> {
-    global: &'a GlobalArgs,
-    session: Option<KbsSession>,
-}
-
-impl<'a> LazySession<'a> {
-    /// Nothing built yet.
-    pub(crate) fn new(global: &'a GlobalArgs) -> Self {
-        Self {
-            global,
-            session: None,
-        }
-    }
-
-    /// The session, built now if needed.
-    pub(crate) fn get(&mut self) -> Result<&mut KbsSession> {
-        match &mut self.session {
-            Some(s) => Ok(s),
-            slot => Ok(slot.insert(kbs_client(self.global)?)),
-        }
-    }
-
-    /// The session, if one was used.
-    pub(crate) fn used(&self) -> Option<&KbsSession> {
-        self.session.as_ref()
     }
 }
 

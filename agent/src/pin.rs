@@ -3,8 +3,8 @@
 //! (one line per difference on stderr, then exit 26).
 //!
 //! PIN is a manifest file, `sha256:<digest>`, or `kbs:///REPO/TYPE/TAG` whose resource holds
-//! either; the resource is fetched on the command's one [`KbsSession`], so the key and the
-//! pin cost one attestation. `docs/manifests.md` describes the forms.
+//! either; the resource is fetched on the process-wide session ([`kbs::with_shared`]), so the
+//! key and the pin cost one attestation. `docs/manifests.md` describes the forms.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use fuse_decrypt::manifest::{CheckError, Expected, MAX_MANIFEST_LEN, Mismatches}
 
 use crate::cli::ExpectArgs;
 use crate::exit::{Exit, coded};
-use crate::kbs::LazySession;
+use crate::kbs;
 
 /// Most differences printed one per line (the summary counts them all).
 const MAX_PRINTED: usize = 1000;
@@ -90,8 +90,8 @@ fn parse_pin(bytes: &[u8], from: &str) -> Result<Expected> {
 }
 
 /// Resolves `--expect`/`--expect-signed-by`; `None` when no pin was given. KBS pins are
-/// fetched on `session` (attesting only if it has no token yet).
-pub(crate) fn resolve(args: &ExpectArgs, session: &mut LazySession<'_>) -> Result<Option<Pin>> {
+/// fetched on the shared session (attesting only if it has no token yet).
+pub(crate) fn resolve(args: &ExpectArgs) -> Result<Option<Pin>> {
     let Some(spec) = args.expect.as_deref() else {
         return Ok(None);
     };
@@ -103,10 +103,11 @@ pub(crate) fn resolve(args: &ExpectArgs, session: &mut LazySession<'_>) -> Resul
         (Expected::Digest(d), PinSource::Digest, None)
     } else if spec.starts_with("kbs:") {
         let uri = ResourceUri::parse(spec).with_context(|| format!("--expect {spec}"))?;
-        let secret = session
-            .get()?
-            .get_resource(&uri)
-            .with_context(|| format!("fetching the pinned manifest {uri}"))?;
+        let secret = kbs::with_shared(|s| {
+            let url = s.url().to_owned();
+            s.get_resource(&uri)
+                .with_context(|| format!("fetching the pinned manifest {uri} from {url}"))
+        })?;
         let e = parse_pin(secret.expose(), spec)?;
         (e, PinSource::Kbs(spec.to_owned()), None)
     } else {

@@ -10,7 +10,7 @@ use anyhow::Result;
 use fuse_decrypt::manifest::ModelDigest;
 use serde_json::{Value, json};
 
-use crate::kbs::LazySession;
+use crate::kbs;
 use crate::pin::Pin;
 
 /// Schema identifier.
@@ -33,8 +33,14 @@ pub(crate) struct Receipt<'a> {
 
 impl Receipt<'_> {
     /// The receipt as JSON; KBS facts come from the session when one was used.
-    pub(crate) fn to_json(&self, session: &LazySession<'_>, now: SystemTime) -> Value {
-        let kbs = session.used();
+    pub(crate) fn to_json(&self, now: SystemTime) -> Value {
+        let kbs = kbs::with_existing(|s| {
+            (
+                s.url().to_owned(),
+                serde_json::to_value(s.tee()).unwrap_or(Value::Null),
+                s.token_expiry(),
+            )
+        });
         json!({
             "schema": SCHEMA,
             "command": self.command,
@@ -47,17 +53,17 @@ impl Receipt<'_> {
                 "trusted_comment": p.signed,
             })),
             "key_resource": self.key_resource,
-            "kbs_url": kbs.map(|s| s.url().to_owned()),
-            "tee": kbs.map(|s| serde_json::to_value(s.tee()).unwrap_or(Value::Null)),
-            "token_expiry": kbs.and_then(|s| s.token_expiry()).map(rfc3339),
+            "kbs_url": kbs.as_ref().map(|k| k.0.clone()),
+            "tee": kbs.as_ref().map(|k| k.1.clone()),
+            "token_expiry": kbs.as_ref().and_then(|k| k.2).map(rfc3339),
             "ccmount_version": env!("CARGO_PKG_VERSION"),
             "time": rfc3339(now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
         })
     }
 
     /// Writes the receipt atomically to `path`.
-    pub(crate) fn write(&self, path: &Path, session: &LazySession<'_>) -> Result<()> {
-        let v = self.to_json(session, SystemTime::now());
+    pub(crate) fn write(&self, path: &Path) -> Result<()> {
+        let v = self.to_json(SystemTime::now());
         crate::cmd::write_atomic(path, &crate::cmd::json_bytes(&v))
     }
 }

@@ -14,7 +14,6 @@ use serde_json::json;
 
 use crate::cli::{DecryptArgs, GlobalArgs};
 use crate::exit::{Exit, coded};
-use crate::kbs::LazySession;
 use crate::keys;
 use crate::pin;
 use crate::progress::{Bar, chatty};
@@ -24,8 +23,7 @@ use crate::receipt::Receipt;
 const MAX_PRINTED: usize = 50;
 
 pub(crate) fn run(g: &GlobalArgs, a: DecryptArgs) -> Result<Exit> {
-    let mut kbs = LazySession::new(g);
-    let pin = pin::resolve(&a.expect, &mut kbs)?;
+    let pin = pin::resolve(&a.expect)?;
     let key = keys::require(&a.key)?;
     let dir = super::open_dir(&a.cipherdir, key)?;
     // Check before writing anything: a refused model leaves OUTDIR untouched.
@@ -104,7 +102,7 @@ pub(crate) fn run(g: &GlobalArgs, a: DecryptArgs) -> Result<Exit> {
             pin: pin.as_ref(),
             key_resource: a.key.key.as_deref(),
         }
-        .write(path, &kbs)?;
+        .write(path)?;
     }
     Ok(Exit::Ok)
 }

@@ -8,13 +8,11 @@ use fuse_decrypt::manifest::Manifest;
 
 use crate::cli::{GlobalArgs, ManifestArgs};
 use crate::exit::{Exit, coded};
-use crate::kbs::LazySession;
 use crate::keys;
 use crate::progress::Bar;
 use crate::receipt::Receipt;
 
 pub(crate) fn run(g: &GlobalArgs, a: ManifestArgs) -> Result<Exit> {
-    let kbs = LazySession::new(g);
     let key = keys::require(&a.key)?;
     let dir = super::open_dir(&a.cipherdir, key)?;
     let bar = Bar::new("manifest", !g.quiet);
@@ -47,7 +45,7 @@ pub(crate) fn run(g: &GlobalArgs, a: ManifestArgs) -> Result<Exit> {
             pin: None,
             key_resource: a.key.key.as_deref(),
         }
-        .write(path, &kbs)?;
+        .write(path)?;
     }
     Ok(Exit::Ok)
 }

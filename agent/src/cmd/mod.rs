@@ -2,10 +2,13 @@
 
 mod attest;
 mod decrypt;
+#[cfg(feature = "demo")]
+mod demo;
 mod encrypt;
 mod get_resource;
 mod info;
 mod manifest;
+mod secrets;
 mod verify;
 
 use std::io::Write;
@@ -29,8 +32,11 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
         Command::Manifest(a) => return manifest::run(global, a),
         Command::Mount(_) => "mount",
         Command::Umount(_) => "umount",
-        Command::Secrets(_) => "secrets",
+        Command::Secrets(a) => return secrets::run(global, &a),
         Command::LoadGpu(_) => "load-gpu",
+        #[cfg(feature = "demo")]
+        Command::Demo(a) => return demo::run(global, &a),
+        #[cfg(not(feature = "demo"))]
         Command::Demo(_) => "demo",
     };
     Err(coded(

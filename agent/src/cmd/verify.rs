@@ -12,14 +12,12 @@ use serde_json::json;
 
 use crate::cli::{GlobalArgs, VerifyArgs};
 use crate::exit::{Exit, coded};
-use crate::kbs::LazySession;
 use crate::keys;
 use crate::pin;
 use crate::progress::{Bar, chatty};
 use crate::receipt::Receipt;
 
 pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
-    let mut kbs = LazySession::new(g);
     if a.no_key {
         if a.manifest.is_some() || a.expect.expect.is_some() || g.receipt.is_some() {
             return Err(coded(
@@ -33,7 +31,7 @@ pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
         output(&report, &a, g, None)?;
         return Ok(exit_for(&report));
     }
-    let pin = pin::resolve(&a.expect, &mut kbs)?;
+    let pin = pin::resolve(&a.expect)?;
     let key = keys::require(&a.key)?;
     let dir = super::open_dir(&a.cipherdir, key)?;
     let bar = Bar::new("verify", !g.quiet && !a.json);
@@ -84,7 +82,7 @@ pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
             pin: pin.as_ref(),
             key_resource: a.key.key.as_deref(),
         }
-        .write(path, &kbs)?;
+        .write(path)?;
     }
     Ok(exit)
 }

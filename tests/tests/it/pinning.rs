@@ -323,7 +323,7 @@ fn encrypt_and_manifest_agree() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(fs::read(&third).unwrap(), y);
     let m = Manifest::parse(&y).unwrap();
-    assert_eq!(m.entries.len(), 9, "{m:?}");
+    assert_eq!(m.entries.len(), 8, "{m:?}");
     assert!(matches!(
         &m.get(Path::new("config.json")).unwrap().kind,
         EntryKind::Symlink(t) if t == "model/config.json"
