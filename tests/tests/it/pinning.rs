@@ -14,7 +14,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use blake2::Digest as _;
 use e2e::gocryptfs;
-use fuse_decrypt::manifest::{EntryKind, Manifest, ModelDigest};
+use fuse_decrypt::NoProgress;
+use fuse_decrypt::manifest::{
+    CheckError, CheckMode, Difference, EntryKind, Expected, Manifest, ModelDigest, check,
+};
 use fuse_decrypt::{CipherDir, KeySource, OpenOptions};
 use test_kbs::{Endpoint, KbsConfig, Policy, TestKbs};
 
@@ -697,4 +700,65 @@ fn kbs_pin_shares_the_key_attestation() {
     ]);
     assert_eq!(code(&o), 26, "{}", stderr(&o));
     assert!(stderr(&o).contains("model digest differs"));
+}
+
+/// The library entry point `mount --expect` calls: both modes on one tampered tree.
+#[test]
+fn check_api_structure_and_full_modes() {
+    let Some(f) = Fx::new() else { return };
+    let (cipher, man) = f.encrypted();
+    let expected = Expected::parse(&fs::read(&man).unwrap()).unwrap();
+    let dir = open(&cipher);
+    for mode in [CheckMode::Full, CheckMode::Structure] {
+        let v = check(&dir, &expected, mode, &NoProgress).unwrap();
+        assert_eq!(v.digest, expected.digest());
+        assert_eq!(v.entries.len(), 8);
+        let a = v
+            .entries
+            .iter()
+            .find(|e| e.plain_path == Path::new("model/a.bin"))
+            .unwrap();
+        assert_eq!(
+            dir.open_file(a).unwrap().file_id(),
+            v.file_id(Path::new("model/a.bin"))
+        );
+    }
+    // A bare digest cannot be checked without hashing.
+    let digest = Expected::Digest(expected.digest());
+    assert!(matches!(
+        check(&dir, &digest, CheckMode::Structure, &NoProgress),
+        Err(CheckError::DigestNeedsFullCheck)
+    ));
+    assert!(check(&dir, &digest, CheckMode::Full, &NoProgress).is_ok());
+    // Swap two files and truncate a third: structure mode sees file IDs and sizes.
+    let (a, t) = (
+        cipher_of(&cipher, "model/a.bin"),
+        cipher_of(&cipher, "model/b.bin"),
+    );
+    let tmp = cipher.join("swap.tmp");
+    fs::rename(&a, &tmp).unwrap();
+    fs::rename(&t, &a).unwrap();
+    fs::rename(&tmp, &t).unwrap();
+    let dir = open(&cipher);
+    let Err(CheckError::Mismatch(m)) = check(&dir, &expected, CheckMode::Structure, &NoProgress)
+    else {
+        panic!("structure check accepted swapped files")
+    };
+    for p in ["model/a.bin", "model/b.bin"] {
+        assert!(
+            m.differences
+                .iter()
+                .any(|d| matches!(d, Difference::FileId { path, .. } if path == Path::new(p))),
+            "{m:?}"
+        );
+    }
+    let Err(CheckError::Mismatch(m)) = check(&dir, &expected, CheckMode::Full, &NoProgress) else {
+        panic!("full check accepted swapped files")
+    };
+    assert!(
+        m.differences
+            .iter()
+            .any(|d| matches!(d, Difference::Content { .. }))
+    );
+    assert!(m.to_string().contains("differences"));
 }
