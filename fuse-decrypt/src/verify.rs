@@ -247,6 +247,7 @@ fn finding_from_error(e: &Error) -> (FindingKind, Option<u64>) {
             CorruptError::LongName(_) => (FindingKind::LongName, None),
             CorruptError::Symlink(_) => (FindingKind::Symlink, None),
             CorruptError::Xattr { .. } => (FindingKind::Xattr, None),
+            CorruptError::Pin(_) => (FindingKind::Unexpected, None),
             CorruptError::Block(b) => (block_kind(b.kind), Some(b.block)),
         },
         Error::Io { .. } => (FindingKind::Io, None),

@@ -762,3 +762,58 @@ fn check_api_structure_and_full_modes() {
     );
     assert!(m.to_string().contains("differences"));
 }
+
+/// Storage changed after the check (the race `decrypt --expect` must survive): the pinned
+/// decrypt pass writes no entry that differs from the accepted manifest.
+#[test]
+fn storage_changed_after_the_check_is_not_written() {
+    use fuse_decrypt::decrypt::{DecryptOptions, decrypt_tree_pinned};
+    let Some(f) = Fx::new() else { return };
+    let (cipher, man) = f.encrypted();
+    let manifest = Manifest::parse(&fs::read(&man).unwrap()).unwrap();
+    // After the check: swap two files, truncate a third, add a fourth.
+    let (a, b) = (
+        cipher_of(&cipher, "model/a.bin"),
+        cipher_of(&cipher, "tokenizer/t.json"),
+    );
+    let tmp = cipher.join("swap.tmp");
+    fs::rename(&a, &tmp).unwrap();
+    fs::rename(&b, &a).unwrap();
+    fs::rename(&tmp, &b).unwrap();
+    let dir = open(&cipher);
+    let parent = dir.resolve(Path::new("model")).unwrap().cipher_path;
+    fuse_decrypt::writer::Writer::new(&dir)
+        .write_bytes(&parent, "extra.bin".as_ref(), b"backdoor", 0o644)
+        .unwrap();
+    let out = f.p("out");
+    let s = decrypt_tree_pinned(
+        &dir,
+        &out,
+        &DecryptOptions::default(),
+        &manifest,
+        &NoProgress,
+    )
+    .unwrap();
+    let bad: Vec<String> = s
+        .problems
+        .iter()
+        .filter(|p| !p.warning)
+        .map(|p| p.path.display().to_string())
+        .collect();
+    for p in ["model/a.bin", "tokenizer/t.json", "model/extra.bin"] {
+        assert!(bad.iter().any(|b| b == p), "{p} not refused: {bad:?}");
+        assert!(!out.join(p).exists(), "{p} was written");
+    }
+    assert_eq!(
+        fs::read(out.join("model/config.json")).unwrap(),
+        b"{\"layers\": 2}\n"
+    );
+    assert!(s.into_result().is_err());
+    // No temporary file left behind.
+    for d in ["model", "tokenizer"] {
+        for e in fs::read_dir(out.join(d)).unwrap() {
+            let n = e.unwrap().file_name();
+            assert!(!fuse_decrypt::decrypt::is_temp_name(&n), "{n:?} left");
+        }
+    }
+}
