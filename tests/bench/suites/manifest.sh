@@ -8,15 +8,17 @@
 # joins once `ccmount mount --expect` exists.
 #
 # Environment: BENCH_DIR (default /dev/shm/ccmount-bench-manifest, must be tmpfs),
-# SIZE_MIB (2048), RUNS (3).
+# SIZE_MIB (2048), RUNS (3), NO_BUILD=1 (use the target/release binaries as they are).
 
 suite_main() {
   local dir=${BENCH_DIR:-/dev/shm/ccmount-bench-manifest} size=${SIZE_MIB:-2048} runs=${RUNS:-3}
   for t in gocryptfs fusermount3; do
     command -v "$t" >/dev/null || { echo "manifest bench: $t missing (scripts/setup.sh)" >&2; exit 1; }
   done
-  echo "# building release" >&2
-  cargo build --release --locked -q -p ccmount -p e2e --bin ccmount --bin ccmount-bench
+  if [[ -z "${NO_BUILD:-}" ]]; then
+    echo "# building release" >&2
+    cargo build --release --locked -q -p ccmount -p e2e --bin ccmount --bin ccmount-bench
+  fi
   local cc=$PWD/target/release/ccmount bench=$PWD/target/release/ccmount-bench
   rm -rf "$dir"
   mkdir -p "$dir"/{cipher,mnt}
