@@ -91,14 +91,49 @@ pub(crate) fn run(global: &GlobalArgs, args: &SecretsArgs) -> Result<Exit> {
         ));
     };
     let plan = load_plan(config, args.interval)?;
+    // Handlers go in before the first delivery: a SIGHUP sent as soon as the files appear
+    // must refresh them, not kill the process (SIGHUP's default action).
+    let signals = if args.once {
+        None
+    } else {
+        Some(Signals::install()?)
+    };
     if let Some(argv) = &plan.model {
         run_model_job(global, argv)?;
     }
     deliver(&plan.targets)?;
-    if args.once {
-        return Ok(Exit::Ok);
+    match signals {
+        None => Ok(Exit::Ok),
+        Some(signals) => wait_and_refresh(&plan, signals),
     }
-    wait_and_refresh(&plan)
+}
+
+/// The signals the refresh loop waits for, on their own current-thread runtime.
+struct Signals {
+    rt: tokio::runtime::Runtime,
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the signal runtime")?;
+        let (hup, term, int) = rt
+            .block_on(async {
+                Ok::<_, std::io::Error>((
+                    signal(SignalKind::hangup())?,
+                    signal(SignalKind::terminate())?,
+                    signal(SignalKind::interrupt())?,
+                ))
+            })
+            .context("installing signal handlers")?;
+        Ok(Self { rt, hup, term, int })
+    }
 }
 
 /// Parses and checks the config before any network traffic.
@@ -254,21 +289,13 @@ enum Wake {
     Stop,
 }
 
-fn wait_and_refresh(plan: &Plan) -> Result<Exit> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal runtime")?;
-    let (mut hup, mut term, mut int) = rt
-        .block_on(async {
-            Ok::<_, std::io::Error>((
-                signal(SignalKind::hangup())?,
-                signal(SignalKind::terminate())?,
-                signal(SignalKind::interrupt())?,
-            ))
-        })
-        .context("installing signal handlers")?;
+fn wait_and_refresh(plan: &Plan, signals: Signals) -> Result<Exit> {
+    let Signals {
+        rt,
+        mut hup,
+        mut term,
+        mut int,
+    } = signals;
     tracing::info!(
         interval = ?plan.interval,
         "secrets delivered; refreshing on SIGHUP{}",
