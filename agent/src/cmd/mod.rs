@@ -3,8 +3,13 @@
 mod decrypt;
 mod encrypt;
 mod info;
+#[cfg(feature = "fuse")]
+mod mount;
+#[cfg(feature = "fuse")]
+mod umount;
 mod verify;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 
@@ -14,16 +19,23 @@ use fuse_decrypt::{CipherDir, KeySource, OpenOptions};
 use crate::cli::{Command, ExpectArgs, GlobalArgs};
 use crate::exit::{Exit, coded};
 
-/// Runs one parsed command.
-pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
+/// Runs one parsed command. `argv` is the command line as parsed (after the mount-helper
+/// rewrite): the background mount daemon is started with it.
+pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString]) -> Result<Exit> {
     let name = match command {
         Command::Encrypt(a) => return encrypt::run(global, a),
         Command::Decrypt(a) => return decrypt::run(global, a),
         Command::Verify(a) => return verify::run(global, a),
         Command::Info(a) => return info::run(global, a),
         Command::Manifest(_) => "manifest",
-        Command::Mount(_) => "mount",
-        Command::Umount(_) => "umount",
+        #[cfg(feature = "fuse")]
+        Command::Mount(a) => return mount::run(global, a, argv),
+        #[cfg(feature = "fuse")]
+        Command::Umount(a) => return umount::run(global, a),
+        #[cfg(not(feature = "fuse"))]
+        Command::Mount(_) => "mount (this build has no `fuse` feature)",
+        #[cfg(not(feature = "fuse"))]
+        Command::Umount(_) => "umount (this build has no `fuse` feature)",
         Command::GetResource(_) => "get-resource",
         Command::Secrets(_) => "secrets",
         Command::Attest(_) => "attest",
