@@ -14,6 +14,7 @@ use clap::Parser as _;
 mod cli;
 mod cmd;
 mod exit;
+mod kbs;
 mod keys;
 mod logging;
 #[cfg(feature = "fuse")]

@@ -1,7 +1,9 @@
 //! One module per subcommand. Each exposes `run(&GlobalArgs, Args) -> anyhow::Result<Exit>`.
 
+mod attest;
 mod decrypt;
 mod encrypt;
+mod get_resource;
 mod info;
 #[cfg(feature = "fuse")]
 mod mount;
@@ -23,6 +25,8 @@ use crate::exit::{Exit, coded};
 /// rewrite): the background mount daemon is started with it.
 pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString]) -> Result<Exit> {
     let name = match command {
+        Command::GetResource(args) => return get_resource::run(global, args),
+        Command::Attest(args) => return attest::run(global, &args),
         Command::Encrypt(a) => return encrypt::run(global, a),
         Command::Decrypt(a) => return decrypt::run(global, a),
         Command::Verify(a) => return verify::run(global, a),
@@ -36,9 +40,7 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
         Command::Mount(_) => "mount (this build has no `fuse` feature)",
         #[cfg(not(feature = "fuse"))]
         Command::Umount(_) => "umount (this build has no `fuse` feature)",
-        Command::GetResource(_) => "get-resource",
         Command::Secrets(_) => "secrets",
-        Command::Attest(_) => "attest",
         Command::LoadGpu(_) => "load-gpu",
         Command::Demo(_) => "demo",
     };
