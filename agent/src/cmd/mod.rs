@@ -2,11 +2,14 @@
 
 mod attest;
 mod decrypt;
+#[cfg(feature = "demo")]
+mod demo;
 mod encrypt;
 mod get_resource;
 mod info;
 #[cfg(feature = "fuse")]
 mod mount;
+mod secrets;
 #[cfg(feature = "fuse")]
 mod umount;
 mod verify;
@@ -40,8 +43,11 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
         Command::Mount(_) => "mount (this build has no `fuse` feature)",
         #[cfg(not(feature = "fuse"))]
         Command::Umount(_) => "umount (this build has no `fuse` feature)",
-        Command::Secrets(_) => "secrets",
+        Command::Secrets(a) => return secrets::run(global, &a),
         Command::LoadGpu(_) => "load-gpu",
+        #[cfg(feature = "demo")]
+        Command::Demo(a) => return demo::run(global, &a),
+        #[cfg(not(feature = "demo"))]
         Command::Demo(_) => "demo",
     };
     Err(coded(

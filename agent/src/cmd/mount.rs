@@ -244,6 +244,10 @@ fn on_stop_signal(sig: Signal, stage: &Mutex<Stage>) {
         }
         Stage::Mounted { unmounter, ready } => {
             info!("{sig}: unmounting {}", unmounter.path().display());
+            // Not ready any more before the mount goes, so a probe never sees a stale "ready".
+            if let Some(r) = ready {
+                let _ = std::fs::remove_file(r);
+            }
             match unmounter.unmount() {
                 Ok(Unmounted::Detached) => warn!(
                     "{} was busy: detached; open files keep working until they are closed",
@@ -251,9 +255,6 @@ fn on_stop_signal(sig: Signal, stage: &Mutex<Stage>) {
                 ),
                 Ok(_) => {}
                 Err(e) => error!("{e}"),
-            }
-            if let Some(r) = ready {
-                let _ = std::fs::remove_file(r);
             }
             *st = Stage::Stopping;
         }
