@@ -19,7 +19,9 @@ mod keys;
 mod logging;
 #[cfg(feature = "fuse")]
 mod mountopts;
+mod pin;
 mod progress;
+mod receipt;
 
 fn main() -> ExitCode {
     let argv: Vec<OsString> = std::env::args_os().collect();

@@ -7,6 +7,7 @@ mod demo;
 mod encrypt;
 mod get_resource;
 mod info;
+mod manifest;
 #[cfg(feature = "fuse")]
 mod mount;
 mod secrets;
@@ -21,7 +22,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use fuse_decrypt::{CipherDir, KeySource, OpenOptions};
 
-use crate::cli::{Command, ExpectArgs, GlobalArgs};
+use crate::cli::{Command, GlobalArgs};
 use crate::exit::{Exit, coded};
 
 /// Runs one parsed command. `argv` is the command line as parsed (after the mount-helper
@@ -34,7 +35,7 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
         Command::Decrypt(a) => return decrypt::run(global, a),
         Command::Verify(a) => return verify::run(global, a),
         Command::Info(a) => return info::run(global, a),
-        Command::Manifest(_) => "manifest",
+        Command::Manifest(a) => return manifest::run(global, a),
         #[cfg(feature = "fuse")]
         Command::Mount(a) => return mount::run(global, a, argv),
         #[cfg(feature = "fuse")]
@@ -57,18 +58,13 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
 }
 
 /// Options that parse today but whose feature lands in a later release: refused clearly
-/// when given, ignored when absent.
-pub(crate) fn refuse_unavailable(global: &GlobalArgs, expect: Option<&ExpectArgs>) -> Result<()> {
+/// when given, ignored when absent. `--receipt` is written by `verify`, `decrypt` and
+/// `manifest` only.
+pub(crate) fn refuse_unavailable(global: &GlobalArgs) -> Result<()> {
     if global.receipt.is_some() {
         return Err(coded(
             Exit::Usage,
-            "--receipt is not available in this build yet; drop the option",
-        ));
-    }
-    if expect.is_some_and(|e| e.expect.is_some()) {
-        return Err(coded(
-            Exit::Usage,
-            "--expect (model pinning) is not available in this build yet; run `ccmount verify --manifest` and compare instead",
+            "--receipt is written by verify, decrypt and manifest; drop the option here",
         ));
     }
     Ok(())

@@ -34,7 +34,14 @@ use crate::{keys, logging, mountopts};
 const MAX_STATUS: u64 = 64 * 1024;
 
 pub(crate) fn run(g: &GlobalArgs, a: MountArgs, argv: &[OsString]) -> Result<Exit> {
-    super::refuse_unavailable(g, Some(&a.expect))?;
+    super::refuse_unavailable(g)?;
+    if a.expect.expect.is_some() {
+        // Never mount unpinned when a pin was asked for.
+        return Err(coded(
+            Exit::Usage,
+            "mount --expect is not available in this build yet (use `ccmount verify --expect` or `decrypt --expect`); drop the option",
+        ));
+    }
     let cfg = mountopts::config(&a).map_err(|m| coded(Exit::Usage, m))?;
     if !a.foreground && !a.daemon_child {
         return spawn_daemon(argv);

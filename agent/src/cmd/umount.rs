@@ -11,7 +11,7 @@ use crate::cli::{GlobalArgs, UmountArgs};
 use crate::exit::Exit;
 
 pub(crate) fn run(g: &GlobalArgs, a: UmountArgs) -> Result<Exit> {
-    super::refuse_unavailable(g, None)?;
+    super::refuse_unavailable(g)?;
     match fuse::unmount(&a.mountpoint, a.lazy)? {
         Unmounted::Detached => info!(
             "{} detached; it goes away when the last open file is closed",
