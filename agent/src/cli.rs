@@ -259,6 +259,10 @@ pub(crate) struct MountArgs {
     /// What --expect checks before the mount goes live.
     #[arg(long, value_enum, default_value_t = ExpectMode::Full, requires = "expect")]
     pub(crate) expect_mode: ExpectMode,
+    /// Internal: this process is the background daemon started by `ccmount mount`; its
+    /// stdout is the pipe on which it reports "ready" or the error.
+    #[arg(long, hide = true, conflicts_with = "foreground")]
+    pub(crate) daemon_child: bool,
 }
 
 /// How much of the tree `mount --expect` checks before going live.
@@ -275,6 +279,9 @@ pub(crate) enum ExpectMode {
 pub(crate) struct UmountArgs {
     /// Mount point to detach.
     pub(crate) mountpoint: PathBuf,
+    /// Detach even if files are open (they keep working until closed), like `umount -l`.
+    #[arg(short = 'z', long)]
+    pub(crate) lazy: bool,
 }
 
 /// `ccmount get-resource`.

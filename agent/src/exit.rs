@@ -60,10 +60,41 @@ pub(crate) enum Exit {
     GpuFailed = 51,
 }
 
+/// Every code, for [`Exit::from_code`].
+const ALL: [Exit; 21] = [
+    Exit::Ok,
+    Exit::Internal,
+    Exit::Usage,
+    Exit::Io,
+    Exit::BadCipherDir,
+    Exit::OutputExists,
+    Exit::WrongKey,
+    Exit::Corrupt,
+    Exit::KbsUnreachable,
+    Exit::Tls,
+    Exit::ProtocolVersion,
+    Exit::AttestationRejected,
+    Exit::PolicyDenied,
+    Exit::ResourceMissing,
+    Exit::Evidence,
+    Exit::KbsProtocol,
+    Exit::MountFailed,
+    Exit::NoFuse,
+    Exit::MountpointBusy,
+    Exit::NoGpu,
+    Exit::GpuFailed,
+];
+
 impl Exit {
     /// The process exit code.
     pub(crate) fn code(self) -> ExitCode {
         ExitCode::from(self as u8)
+    }
+
+    /// The `Exit` with this number (as a child process reported it), if it is one of ours.
+    #[cfg_attr(not(feature = "fuse"), allow(dead_code, reason = "used by mount"))]
+    pub(crate) fn from_code(code: u8) -> Option<Exit> {
+        ALL.into_iter().find(|e| *e as u8 == code)
     }
 }
 
@@ -134,6 +165,9 @@ fn classify_library(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
             K::Corrupt => Exit::Corrupt,
             K::Io => Exit::Io,
             K::OutputExists => Exit::OutputExists,
+            K::NoFuse => Exit::NoFuse,
+            K::MountpointBusy => Exit::MountpointBusy,
+            K::MountFailed => Exit::MountFailed,
             _ => Exit::Usage,
         });
     }
@@ -230,6 +264,28 @@ mod tests {
         assert_eq!(classify(&e), Exit::Corrupt);
         let e = anyhow::Error::new(fuse_decrypt::Error::OutputNotEmpty { path: "o".into() });
         assert_eq!(classify(&e), Exit::OutputExists);
+    }
+
+    #[test]
+    fn mount_errors_map_to_mount_codes() {
+        use fuse_decrypt::MountError as M;
+        for (source, want) in [
+            (M::NoDevice(std::io::Error::other("x")), Exit::NoFuse),
+            (M::NotPermitted("x".into()), Exit::NoFuse),
+            (M::NotEmpty, Exit::MountpointBusy),
+            (M::MountpointMissing, Exit::MountpointBusy),
+            (M::Busy, Exit::MountpointBusy),
+            (M::Failed("x".into()), Exit::MountFailed),
+        ] {
+            let e = anyhow::Error::new(fuse_decrypt::Error::Mount {
+                path: "/mnt".into(),
+                source,
+            });
+            assert_eq!(classify(&e), want);
+        }
+        assert_eq!(Exit::from_code(42), Some(Exit::MountpointBusy));
+        assert_eq!(Exit::from_code(12), Some(Exit::WrongKey));
+        assert_eq!(Exit::from_code(99), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 // `sha256:<digest>`), not rustdoc markup.
 #![allow(rustdoc::bare_urls, rustdoc::invalid_html_tags)]
 
+use std::ffi::OsString;
 use std::io::Write as _;
 use std::process::ExitCode;
 
@@ -16,15 +17,28 @@ mod exit;
 mod kbs;
 mod keys;
 mod logging;
+#[cfg(feature = "fuse")]
+mod mountopts;
 mod pin;
 mod progress;
 mod receipt;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    logging::init(&cli.global);
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    // `mount -t fuse.ccmount SRC MNT -o OPTS` runs `ccmount SRC MNT -o OPTS` (mount.fuse3).
+    #[cfg(feature = "fuse")]
+    let argv = match mountopts::helper_argv(&argv) {
+        Ok(Some(rewritten)) => rewritten,
+        Ok(None) => argv,
+        Err(msg) => {
+            return report(&exit::coded(exit::Exit::Usage, msg), cli::LogFormat::Text);
+        }
+    };
+    let cli = cli::Cli::parse_from(&argv);
+    let daemon = matches!(&cli.command, cli::Command::Mount(m) if m.daemon_child);
+    logging::init(&cli.global, daemon);
     kbs::install(&cli.global);
-    match cmd::dispatch(&cli.global, cli.command) {
+    match cmd::dispatch(&cli.global, cli.command, &argv) {
         Ok(code) => code.code(),
         Err(err) => report(&err, cli.global.log_format),
     }

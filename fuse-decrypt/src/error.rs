@@ -104,6 +104,15 @@ pub enum Error {
     /// A key or password could not be parsed.
     #[error("{0}")]
     Key(#[from] KeyError),
+    /// Mounting or unmounting the FUSE view failed (feature `fuse`).
+    #[error("{path}: {source}", path = .path.display())]
+    Mount {
+        /// The mount point (or `/dev/fuse`).
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: MountError,
+    },
     /// Several problems were found (decrypt keeps going and reports them all).
     #[error("{count} problem(s) found, the first: {first}")]
     Problems {
@@ -132,6 +141,12 @@ pub enum ErrorKind {
     OutputExists,
     /// The request itself is invalid (bad key file, unrepresentable input).
     Usage,
+    /// FUSE is unavailable: `/dev/fuse` is missing, or mounting is not permitted.
+    NoFuse,
+    /// The mount point is missing, not a directory, not empty, busy, or not mounted.
+    MountpointBusy,
+    /// The mount itself failed.
+    MountFailed,
 }
 
 impl Error {
@@ -148,6 +163,7 @@ impl Error {
             Error::OutputNotEmpty { .. } => ErrorKind::OutputExists,
             Error::Refused { .. } | Error::Key(_) => ErrorKind::Usage,
             Error::Problems { kind, .. } => *kind,
+            Error::Mount { source, .. } => source.kind(),
         }
     }
 
@@ -185,6 +201,74 @@ impl Error {
                 block: e.block,
                 kind,
             },
+        }
+    }
+}
+
+/// Why a FUSE mount or unmount failed. Messages name the cause and the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MountError {
+    /// `/dev/fuse` cannot be opened.
+    #[error(
+        "FUSE is not available ({0}): load the fuse module (modprobe fuse), or give the container the device (--device /dev/fuse)"
+    )]
+    NoDevice(#[source] io::Error),
+    /// The kernel refused the mount for lack of privileges, and no usable fusermount3.
+    #[error(
+        "mounting is not permitted ({0}): run as root (CAP_SYS_ADMIN), or install fuse3 so that fusermount3 can mount for a normal user"
+    )]
+    NotPermitted(String),
+    /// The mount point does not exist.
+    #[error("the mount point does not exist; create it first (mkdir -p)")]
+    MountpointMissing,
+    /// The mount point is not a directory.
+    #[error("the mount point is not a directory")]
+    NotADirectory,
+    /// The mount point has entries (gocryptfs refuses this too).
+    #[error(
+        "the mount point is not empty; use an empty directory (or -o nonempty to hide its contents)"
+    )]
+    NotEmpty,
+    /// Something is already mounted there.
+    #[error("something is already mounted here; unmount it first (ccmount umount)")]
+    AlreadyMounted,
+    /// A FUSE mount whose daemon died is still attached.
+    #[error(
+        "a dead FUSE mount is still attached here (transport endpoint is not connected); detach it with `ccmount umount --lazy` first"
+    )]
+    Stale,
+    /// Files are open on the mount.
+    #[error(
+        "the mount is busy (files are open or a process has its working directory there); close them, or detach with --lazy"
+    )]
+    Busy,
+    /// Nothing is mounted there.
+    #[error("not a mount point (nothing is mounted here)")]
+    NotMounted,
+    /// Something other than a FUSE file system is mounted there.
+    #[error("a {0} file system is mounted here, not FUSE; refusing to unmount it")]
+    NotFuse(String),
+    /// The mount failed for another reason.
+    #[error("mount failed: {0}")]
+    Failed(String),
+}
+
+impl MountError {
+    /// The exit class of this failure.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            MountError::NoDevice(_) | MountError::NotPermitted(_) => ErrorKind::NoFuse,
+            MountError::MountpointMissing
+            | MountError::NotADirectory
+            | MountError::NotEmpty
+            | MountError::AlreadyMounted
+            | MountError::Stale
+            | MountError::Busy
+            | MountError::NotMounted
+            | MountError::NotFuse(_) => ErrorKind::MountpointBusy,
+            MountError::Failed(_) => ErrorKind::MountFailed,
         }
     }
 }

@@ -39,6 +39,8 @@ pub mod contentenc;
 pub mod cryptocore;
 pub mod decrypt;
 mod error;
+#[cfg(feature = "fuse")]
+pub mod fuse;
 pub mod manifest;
 pub mod nametransform;
 pub mod reader;
@@ -55,7 +57,7 @@ pub use contentenc::{ContentEnc, FileId};
 pub use cryptocore::{Backend, ContentAlgo, KeySource, MasterKey};
 pub use error::{
     BlockError, BlockErrorKind, ConfigError, CorruptError, DirIvError, Error, ErrorKind,
-    HeaderError, KeyError, LongNameError, NameError, Result,
+    HeaderError, KeyError, LongNameError, MountError, NameError, Result,
 };
 pub use reader::{CipherFile, FileReader};
 

@@ -8,9 +8,14 @@ mod encrypt;
 mod get_resource;
 mod info;
 mod manifest;
+#[cfg(feature = "fuse")]
+mod mount;
 mod secrets;
+#[cfg(feature = "fuse")]
+mod umount;
 mod verify;
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 
@@ -20,8 +25,9 @@ use fuse_decrypt::{CipherDir, KeySource, OpenOptions};
 use crate::cli::{Command, GlobalArgs};
 use crate::exit::{Exit, coded};
 
-/// Runs one parsed command.
-pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
+/// Runs one parsed command. `argv` is the command line as parsed (after the mount-helper
+/// rewrite): the background mount daemon is started with it.
+pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString]) -> Result<Exit> {
     let name = match command {
         Command::GetResource(args) => return get_resource::run(global, args),
         Command::Attest(args) => return attest::run(global, &args),
@@ -30,8 +36,14 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
         Command::Verify(a) => return verify::run(global, a),
         Command::Info(a) => return info::run(global, a),
         Command::Manifest(a) => return manifest::run(global, a),
-        Command::Mount(_) => "mount",
-        Command::Umount(_) => "umount",
+        #[cfg(feature = "fuse")]
+        Command::Mount(a) => return mount::run(global, a, argv),
+        #[cfg(feature = "fuse")]
+        Command::Umount(a) => return umount::run(global, a),
+        #[cfg(not(feature = "fuse"))]
+        Command::Mount(_) => "mount (this build has no `fuse` feature)",
+        #[cfg(not(feature = "fuse"))]
+        Command::Umount(_) => "umount (this build has no `fuse` feature)",
         Command::Secrets(a) => return secrets::run(global, &a),
         Command::LoadGpu(_) => "load-gpu",
         #[cfg(feature = "demo")]

@@ -251,7 +251,8 @@ fn run_model_job(global: &GlobalArgs, argv: &[String]) -> Result<()> {
     let cli = Cli::try_parse_from(argv)
         .map_err(|e| coded(Exit::Usage, format!("[model] in the config file: {e}")))?;
     tracing::info!(job = %argv[1..3].join(" "), "running the [model] job");
-    match super::dispatch(global, cli.command)? {
+    let os_argv: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
+    match super::dispatch(global, cli.command, &os_argv)? {
         Exit::Ok => Ok(()),
         other => Err(coded(other, "the [model] job failed")),
     }

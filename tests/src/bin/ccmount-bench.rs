@@ -4,6 +4,10 @@
 //! ```text
 //! ccmount-bench gen DIR SIZE_MIB     # 4 large "safetensors" shards + many small files
 //! ccmount-bench blocks MIB           # prints aws_lc=.. rustcrypto=.. evp=.. (MB/s, 1 core)
+//! ccmount-bench fusetree DIR BIG_MIB NFILES   # big.bin + NFILES small files in small/dNN/
+//! ccmount-bench mmapread FILE        # prints the MB/s of reading FILE through a shared mmap
+//! ccmount-bench randread FILE N      # prints the ops/s of N random 4 KiB preads
+//! ccmount-bench walk DIR [--read]    # prints the entries/s of an lstat (+ read) walk
 //! ```
 
 #![allow(
@@ -128,13 +132,113 @@ fn blocks(mib: u64) {
     println!("aws_lc={r_aws:.0} rustcrypto={r_rc:.0} evp={r_evp:.0}");
 }
 
+/// The FUSE suite's tree: one large file and many small ones (1..16 KiB) in 100 dirs.
+fn fusetree(dir: &Path, big_mib: u64, nfiles: u64) {
+    let mut rng = Rng::new(0xf05e);
+    let mut buf = vec![0u8; 1 << 20];
+    write_random(
+        &dir.join("big.bin"),
+        (big_mib << 20) + 77,
+        &mut rng,
+        &mut buf,
+    );
+    for i in 0..nfiles {
+        let sub = dir.join(format!("small/d{:02}", i % 100));
+        if i < 100 {
+            fs::create_dir_all(&sub).unwrap();
+        }
+        let size = 1024 + rng.below(15 * 1024);
+        write_random(&sub.join(format!("f{i:05}")), size, &mut rng, &mut buf);
+    }
+    println!("big_bytes={} files={nfiles}", (big_mib << 20) + 77);
+}
+
+#[allow(unsafe_code, reason = "mmap is what is measured; SAFETY comment below")]
+fn mmapread(path: &Path) {
+    let f = fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    let t = Instant::now();
+    // SAFETY: a read-only shared mapping of an open file, only read, unmapped below.
+    let sum = unsafe {
+        let ptr = rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::READ,
+            rustix::mm::MapFlags::SHARED,
+            &f,
+            0,
+        )
+        .unwrap();
+        let data = std::slice::from_raw_parts(ptr.cast::<u8>(), len);
+        // Touch one byte per page, like a loader copying tensors out.
+        let mut sum = 0u64;
+        for chunk in data.chunks(4096) {
+            sum = sum.wrapping_add(u64::from(chunk[0]));
+        }
+        rustix::mm::munmap(ptr, len).unwrap();
+        sum
+    };
+    let secs = t.elapsed().as_secs_f64();
+    println!("mbps={:.0} sum={sum}", mbps(len as u64, secs));
+}
+
+fn randread(path: &Path, n: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    let mut rng = Rng::new(7);
+    let mut buf = [0u8; 4096];
+    let t = Instant::now();
+    for _ in 0..n {
+        let off = rng.below(len.saturating_sub(4096).max(1)) & !4095;
+        f.read_exact_at(&mut buf, off).unwrap();
+    }
+    println!("iops={:.0}", n as f64 / t.elapsed().as_secs_f64());
+}
+
+fn walk(dir: &Path, read: bool) {
+    fn go(d: &Path, read: bool, n: &mut u64) {
+        for e in fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            *n += 1;
+            if m.is_dir() {
+                go(&p, read, n);
+            } else if read && m.is_file() {
+                let _ = fs::read(&p).unwrap();
+            }
+        }
+    }
+    let t = Instant::now();
+    let mut n = 0;
+    go(dir, read, &mut n);
+    println!(
+        "entries={n} per_sec={:.0}",
+        n as f64 / t.elapsed().as_secs_f64()
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("gen") => generate(Path::new(&args[2]), args[3].parse().unwrap()),
         Some("blocks") => blocks(args.get(2).map_or(64, |s| s.parse().unwrap())),
+        Some("fusetree") => fusetree(
+            Path::new(&args[2]),
+            args[3].parse().unwrap(),
+            args[4].parse().unwrap(),
+        ),
+        Some("mmapread") => mmapread(Path::new(&args[2])),
+        Some("randread") => randread(Path::new(&args[2]), args[3].parse().unwrap()),
+        Some("walk") => walk(
+            Path::new(&args[2]),
+            args.get(3).is_some_and(|a| a == "--read"),
+        ),
         _ => {
-            eprintln!("usage: ccmount-bench gen DIR SIZE_MIB | blocks MIB");
+            eprintln!(
+                "usage: ccmount-bench gen DIR SIZE_MIB | blocks MIB | fusetree DIR BIG_MIB NFILES | mmapread FILE | randread FILE N | walk DIR [--read]"
+            );
             std::process::exit(2);
         }
     }

@@ -1,6 +1,6 @@
 //! End-to-end tests (one binary, ripgrep style, link once): the real-gocryptfs corpus,
-//! hostile input, interop with the real binary, writer → reader round trips, and the
-//! attestation flow against the test KBS, and whole-model pinning.
+//! hostile input, interop with the real binary, writer → reader round trips, real FUSE mounts of
+//! ccmount, the attestation flow against the test KBS, and whole-model pinning.
 
 #![allow(
     clippy::unwrap_used,
@@ -19,6 +19,7 @@ mod demo;
 mod hostile;
 mod interop;
 mod kbs_key;
+mod mount;
 mod pinning;
 mod roundtrip;
 mod secrets;
