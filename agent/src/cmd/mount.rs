@@ -13,6 +13,10 @@
 //! them on one thread: a stop signal unmounts (lazily when busy: the mount point is freed at
 //! once and open files keep working until closed), so no stale mount is left. It disables
 //! core dumps before the key is loaded and locks its memory afterwards (best effort).
+//!
+//! `--expect PIN` checks the whole tree (or, with `--expect-mode structure`, names, types,
+//! sizes and file IDs) before the mount goes live, and the file system then serves only the
+//! accepted tree (`fuse::mount_pinned`); see `docs/manifests.md` for the remaining window.
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -20,34 +24,31 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use fuse_decrypt::fuse::{self, MountHandle, Unmounted, Unmounter};
+use fuse_decrypt::manifest::{CheckMode, check};
 use nix::sys::signal::{SigSet, Signal};
 use tracing::{debug, error, info, warn};
 
-use crate::cli::{GlobalArgs, MountArgs};
+use crate::cli::{ExpectMode, GlobalArgs, MountArgs};
 use crate::exit::{self, Exit, coded};
+use crate::pin;
+use crate::progress::Bar;
+use crate::receipt::Receipt;
 use crate::{keys, logging, mountopts};
 
 /// Most bytes read from the child's status pipe.
 const MAX_STATUS: u64 = 64 * 1024;
 
 pub(crate) fn run(g: &GlobalArgs, a: MountArgs, argv: &[OsString]) -> Result<Exit> {
-    super::refuse_unavailable(g)?;
-    if a.expect.expect.is_some() {
-        // Never mount unpinned when a pin was asked for.
-        return Err(coded(
-            Exit::Usage,
-            "mount --expect is not available in this build yet (use `ccmount verify --expect` or `decrypt --expect`); drop the option",
-        ));
-    }
     let cfg = mountopts::config(&a).map_err(|m| coded(Exit::Usage, m))?;
     if !a.foreground && !a.daemon_child {
         return spawn_daemon(argv);
     }
     let status = a.daemon_child.then(StatusPipe::stdout);
-    match serve(&a, &cfg, status.as_ref()) {
+    match serve(g, &a, &cfg, status.as_ref()) {
         Ok(code) => Ok(code),
         Err(err) => match status {
             Some(s) => {
@@ -159,7 +160,12 @@ enum Stage {
     Stopping,
 }
 
-fn serve(a: &MountArgs, cfg: &fuse::MountConfig, status: Option<&StatusPipe>) -> Result<Exit> {
+fn serve(
+    g: &GlobalArgs,
+    a: &MountArgs,
+    cfg: &fuse::MountConfig,
+    status: Option<&StatusPipe>,
+) -> Result<Exit> {
     no_core_dumps();
     let stage = Arc::new(Mutex::new(Stage::Starting));
     watch_signals(Arc::clone(&stage))?;
@@ -177,13 +183,55 @@ fn serve(a: &MountArgs, cfg: &fuse::MountConfig, status: Option<&StatusPipe>) ->
     // Cheap checks first: no point in running scrypt or attesting for a mount that cannot be.
     let mountpoint = fuse::preflight(&a.mountpoint, cfg.nonempty)?;
     let cipherdir = std::fs::canonicalize(&a.cipherdir).unwrap_or_else(|_| a.cipherdir.clone());
+    // The pin (a kbs:/// one on the same attested session as the key) is resolved first.
+    let pin = pin::resolve(&a.expect)?;
     let key = keys::require(&a.key)?;
     let dir = Arc::new(super::open_dir(&cipherdir, key)?);
     lock_memory();
 
+    // `--expect`: the whole tree is checked before the mount goes live; afterwards only
+    // what was accepted is served (fuse::mount_pinned).
+    let verified = match &pin {
+        Some(p) => {
+            let mode = match a.expect_mode {
+                ExpectMode::Full => CheckMode::Full,
+                ExpectMode::Structure => CheckMode::Structure,
+            };
+            let t = Instant::now();
+            let bar = Bar::new("check", !g.quiet && a.foreground);
+            let v = check(&dir, &p.expected, mode, &bar).map_err(pin::mismatch_error);
+            bar.finish();
+            let v = v?;
+            info!(
+                digest = %v.digest,
+                mode = ?a.expect_mode,
+                seconds = t.elapsed().as_secs_f64(),
+                "model accepted before going live"
+            );
+            Some(Arc::new(v))
+        }
+        None => None,
+    };
+    if let Some(path) = &g.receipt {
+        let Some(v) = &verified else {
+            return Err(coded(
+                Exit::Usage,
+                "mount --receipt needs --expect (the receipt records the accepted model digest)",
+            ));
+        };
+        Receipt {
+            command: "mount",
+            cipherdir: &cipherdir,
+            digest: v.digest.clone(),
+            pin: pin.as_ref(),
+            key_resource: a.key.key.as_deref(),
+        }
+        .write(path)?;
+    }
+
     let handle: MountHandle = {
         let mut st = stage.lock().unwrap_or_else(PoisonError::into_inner);
-        let h = fuse::mount(dir, &mountpoint, cfg)?;
+        let h = fuse::mount_pinned(dir, &mountpoint, cfg, verified)?;
         *st = Stage::Mounted {
             unmounter: h.unmounter(),
             ready: ready.clone(),

@@ -31,6 +31,7 @@ use tracing::{debug, warn};
 use super::inodes::{Handles, Inodes, ROOT};
 use crate::cipherdir::{CipherDir, Entry, FileKind};
 use crate::error::Error;
+use crate::manifest::{EntryKind, VerifiedTree};
 use crate::reader::CipherFile;
 
 /// Largest read request we ask the kernel for (`max_pages` follows `max_write`).
@@ -80,6 +81,9 @@ pub(crate) struct CcFs {
     dirs: Handles<DirHandle>,
     opts: FsOptions,
     warned: Mutex<HashSet<(std::path::PathBuf, u64)>>,
+    /// With `mount --expect`: the tree as checked before going live. Entries it does not
+    /// list are hidden, and a file whose file ID, size or type changed since is refused.
+    pin: Option<Arc<VerifiedTree>>,
 }
 
 fn file_type(e: &Entry) -> FileType {
@@ -123,7 +127,44 @@ impl CcFs {
             dirs: Handles::default(),
             opts,
             warned: Mutex::new(HashSet::new()),
+            pin: None,
         })
+    }
+
+    /// Serves only what `pin` accepted (see the field).
+    pub(crate) fn with_pin(mut self, pin: Option<Arc<VerifiedTree>>) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// Whether `e` may be served under the pin (always without one). Logs a refusal.
+    fn pinned_ok(&self, e: &Entry) -> bool {
+        let Some(pin) = &self.pin else { return true };
+        if e.plain_path.as_os_str().is_empty() {
+            return true;
+        }
+        let ok = match (pin.pinned(&e.plain_path).map(|m| &m.kind), e.kind) {
+            (Some(EntryKind::File(f)), FileKind::File) => f.size == e.plain_size,
+            (Some(EntryKind::Dir), FileKind::Dir)
+            | (Some(EntryKind::Symlink(_)), FileKind::Symlink)
+            | (Some(EntryKind::Other), FileKind::Other) => true,
+            _ => false,
+        };
+        if !ok {
+            self.refuse_unpinned(
+                &e.plain_path,
+                "not in the pinned manifest, or its type or size changed",
+            );
+        }
+        ok
+    }
+
+    fn refuse_unpinned(&self, path: &Path, why: &str) {
+        let key = (path.to_path_buf(), u64::MAX);
+        let mut w = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+        if w.len() < MAX_WARNED && w.insert(key) {
+            warn!("{}: refused: {why} (mount --expect)", path.display());
+        }
     }
 
     /// Logs a library error once per (path, block) for content failures; I/O errors such as
@@ -272,6 +313,9 @@ impl CcFs {
             });
         }
         for e in listing.entries {
+            if !self.pinned_ok(&e) {
+                continue;
+            }
             let id = self.inodes.id_for(&e);
             items.push(DirItem {
                 name: e.name.clone(),
@@ -354,6 +398,9 @@ impl Filesystem for CcFs {
             return reply.error(Errno::ENOTDIR);
         }
         match self.dir.lookup(&p, name) {
+            Ok(Some(e)) if !self.pinned_ok(&e) => {
+                reply.entry(&self.opts.ttl, &self.negative(), Generation(0));
+            }
             Ok(Some(e)) => {
                 let e = Arc::new(e);
                 let id = self.inodes.remember(parent.0, Arc::clone(&e));
@@ -388,6 +435,15 @@ impl Filesystem for CcFs {
             return reply.error(Errno::EINVAL);
         }
         match self.dir.read_link(&e) {
+            Ok(t)
+                if self.pin.as_ref().is_some_and(|pin| {
+                    !matches!(pin.pinned(&e.plain_path).map(|m| &m.kind),
+                    Some(EntryKind::Symlink(want)) if *want == t)
+                }) =>
+            {
+                self.refuse_unpinned(&e.plain_path, "its target differs from the pinned one");
+                reply.error(Errno::EIO);
+            }
             Ok(t) => reply.data(t.as_bytes()),
             Err(err) => {
                 self.report("readlink", &err);
@@ -403,10 +459,20 @@ impl Filesystem for CcFs {
         }
         let opened = self.inodes.open_file(ino.0, |e| {
             if e.kind == FileKind::File {
-                self.dir.open_file(e).map_err(|err| {
+                let file = self.dir.open_file(e).map_err(|err| {
                     self.report("open", &err);
                     errno_of(&err)
-                })
+                })?;
+                if let Some(pin) = &self.pin
+                    && (pin.file_id(&e.plain_path) != file.file_id() || !self.pinned_ok(e))
+                {
+                    self.refuse_unpinned(
+                        &e.plain_path,
+                        "its file ID differs from the pinned one (the file was replaced)",
+                    );
+                    return Err(Errno::EIO);
+                }
+                Ok(file)
             } else {
                 Err(Errno::EINVAL)
             }

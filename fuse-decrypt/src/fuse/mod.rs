@@ -314,6 +314,21 @@ pub fn mount(
     mountpoint: &Path,
     cfg: &MountConfig,
 ) -> Result<MountHandle, Error> {
+    mount_pinned(dir, mountpoint, cfg, None)
+}
+
+/// [`mount`], serving only the tree that [`crate::manifest::check`] accepted: entries the
+/// pin does not list are hidden, and a file whose type, size or file ID changed since the
+/// check is refused with `EIO` (logged with its path).
+///
+/// # Errors
+/// As [`mount`].
+pub fn mount_pinned(
+    dir: Arc<CipherDir>,
+    mountpoint: &Path,
+    cfg: &MountConfig,
+    pin: Option<Arc<crate::manifest::VerifiedTree>>,
+) -> Result<MountHandle, Error> {
     let mnt = sys::check_mountpoint(mountpoint, cfg.nonempty)?;
     let km = cfg.kernel_mount(dir.root());
     let threads = cfg.thread_count().clamp(1, 64);
@@ -344,7 +359,7 @@ pub fn mount(
     };
     let (session, fuser_unmounter) = match direct {
         Some(fd) => {
-            let fs = fs::CcFs::new(Arc::clone(&dir), fs_opts)?;
+            let fs = fs::CcFs::new(Arc::clone(&dir), fs_opts)?.with_pin(pin.clone());
             match Session::from_fd(fs, fd, fcfg.acl, fcfg) {
                 Ok(s) => (s, None),
                 Err(e) => {
@@ -358,7 +373,7 @@ pub fn mount(
         }
         None => {
             drop(sys::open_dev_fuse()?);
-            let fs = fs::CcFs::new(Arc::clone(&dir), fs_opts)?;
+            let fs = fs::CcFs::new(Arc::clone(&dir), fs_opts)?.with_pin(pin.clone());
             fcfg.mount_options = cfg.fuser_options(&km);
             let mut s = Session::new(fs, &mnt, &fcfg).map_err(|e| fusermount_error(&mnt, &e))?;
             let u = s.unmount_callable();

@@ -817,3 +817,130 @@ fn storage_changed_after_the_check_is_not_written() {
         }
     }
 }
+
+/// Whether `mnt` is in the mount table.
+fn mounted(mnt: &Path) -> bool {
+    let want = mnt.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/self/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(want.as_str()))
+}
+
+/// Unmounts on drop, so a failed assertion leaves no mount behind.
+struct Unmount(PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        if mounted(&self.0) {
+            let _ = Command::new("fusermount3").arg("-uz").arg(&self.0).status();
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+#[test]
+fn mount_expect_refuses_a_swapped_tree_before_going_live() {
+    e2e::skip_unless!(e2e::gocryptfs::skip_reason());
+    let Some(f) = Fx::new() else { return };
+    let (cipher, man) = f.encrypted();
+    let (a, b) = (
+        cipher_of(&cipher, "model/a.bin"),
+        cipher_of(&cipher, "model/b.bin"),
+    );
+    let tmp = cipher.join("swap.tmp");
+    fs::rename(&a, &tmp).unwrap();
+    fs::rename(&b, &a).unwrap();
+    fs::rename(&tmp, &b).unwrap();
+    let mnt = f.p("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let _guard = Unmount(mnt.clone());
+    for mode in ["full", "structure"] {
+        let o = f.run(&[
+            &"mount",
+            &cipher,
+            &mnt,
+            &"--passfile",
+            &f.pass(),
+            &"--expect",
+            &man,
+            &"--expect-mode",
+            &mode,
+        ]);
+        assert_refused(&o, &["model/a.bin", "model/b.bin"]);
+        assert!(!mounted(&mnt), "{mode}: the refused model was mounted");
+    }
+}
+
+#[test]
+fn mount_expect_serves_only_the_accepted_tree() {
+    e2e::skip_unless!(e2e::gocryptfs::skip_reason());
+    let Some(f) = Fx::new() else { return };
+    let (cipher, man) = f.encrypted();
+    let plain = f.p("plain");
+    let mnt = f.p("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let _guard = Unmount(mnt.clone());
+    let receipt = f.p("receipt.json");
+    let o = f.run(&[
+        &"--receipt",
+        &receipt,
+        &"mount",
+        &cipher,
+        &mnt,
+        &"--passfile",
+        &f.pass(),
+        &"--expect",
+        &man,
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(mounted(&mnt));
+    let r: serde_json::Value = serde_json::from_slice(&fs::read(&receipt).unwrap()).unwrap();
+    assert!(r.to_string().contains("sha256:"), "{r}");
+    assert!(!r.to_string().contains(PASSWORD));
+    for p in ["model/config.json", "tokenizer/t.json", "model/empty"] {
+        assert_eq!(
+            fs::read(mnt.join(p)).unwrap(),
+            fs::read(plain.join(p)).unwrap(),
+            "{p}"
+        );
+    }
+    assert_eq!(
+        fs::read_link(mnt.join("config.json")).unwrap(),
+        Path::new("model/config.json")
+    );
+
+    // The storage changes under the live mount: a.bin and b.bin swap ciphertexts, and a
+    // file is added by someone holding the key. Neither is served.
+    let (a, b) = (
+        cipher_of(&cipher, "model/a.bin"),
+        cipher_of(&cipher, "model/b.bin"),
+    );
+    let tmp = cipher.join("swap.tmp");
+    fs::rename(&a, &tmp).unwrap();
+    fs::rename(&b, &a).unwrap();
+    fs::rename(&tmp, &b).unwrap();
+    {
+        let dir = open(&cipher);
+        let parent = dir.resolve(Path::new("model")).unwrap().cipher_path;
+        fuse_decrypt::writer::Writer::new(&dir)
+            .write_bytes(&parent, "late.bin".as_ref(), b"backdoor", 0o644)
+            .unwrap();
+    }
+    for p in ["model/a.bin", "model/b.bin"] {
+        // Hidden at lookup (its size no longer matches: ENOENT) or refused at open (its
+        // file ID differs: EIO); never the other file's bytes.
+        let err = fs::read(mnt.join(p)).expect_err(p);
+        assert!(matches!(err.raw_os_error(), Some(2 | 5)), "{p}: {err}");
+    }
+    let late = fs::metadata(mnt.join("model/late.bin")).expect_err("late file served");
+    assert_eq!(late.kind(), std::io::ErrorKind::NotFound);
+    let names: Vec<_> = fs::read_dir(mnt.join("model"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(!names.iter().any(|n| n == "late.bin"), "{names:?}");
+
+    let o = f.run(&[&"umount", &mnt]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!mounted(&mnt));
+}

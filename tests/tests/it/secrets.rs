@@ -205,10 +205,11 @@ fn secrets_refresh_on_sighup_replaces_atomically_and_keeps_old_on_failure() {
     // Replaced by rename (a new inode), mode kept, no temporary files left.
     assert_ne!(std::fs::metadata(&key).unwrap().ino(), ino);
     assert_eq!(mode(&key), 0o400);
-    assert_eq!(
-        std::fs::read_dir(s.dir.path().join("out")).unwrap().count(),
-        3
-    );
+    // The other two files of the refresh are renamed into place just after; then only
+    // the three files remain (no temporary file is left behind).
+    wait_for("the whole refresh", || {
+        std::fs::read_dir(s.dir.path().join("out")).unwrap().count() == 3
+    });
 
     // A resource disappears: the refresh fails, the daemon lives on, the old file stays.
     assert!(s.kbs.remove_resource("default/inference/api-key"));
