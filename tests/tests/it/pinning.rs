@@ -840,7 +840,7 @@ impl Drop for Unmount {
 
 #[test]
 fn mount_expect_refuses_a_swapped_tree_before_going_live() {
-    e2e::skip_unless!(e2e::gocryptfs::skip_reason());
+    e2e::skip_unless!(gocryptfs::skip_reason());
     let Some(f) = Fx::new() else { return };
     let (cipher, man) = f.encrypted();
     let (a, b) = (
@@ -873,7 +873,7 @@ fn mount_expect_refuses_a_swapped_tree_before_going_live() {
 
 #[test]
 fn mount_expect_serves_only_the_accepted_tree() {
-    e2e::skip_unless!(e2e::gocryptfs::skip_reason());
+    e2e::skip_unless!(gocryptfs::skip_reason());
     let Some(f) = Fx::new() else { return };
     let (cipher, man) = f.encrypted();
     let plain = f.p("plain");
