@@ -23,7 +23,10 @@ const MAX_KEY_FILE: u64 = 64 * 1024;
 /// Reads a small secret file into a zeroizing buffer.
 fn read_secret(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
     let f = File::open(path).with_context(|| format!("opening {what} {}", path.display()))?;
-    let mut buf = Zeroizing::new(Vec::new());
+    // Sized up front so that reading never reallocates (a reallocation would leave an
+    // unwiped copy behind), and locked in RAM (best effort).
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE as usize + 1));
+    crate::hardening::lock_capacity(&buf, what);
     f.take(MAX_KEY_FILE + 1)
         .read_to_end(&mut buf)
         .with_context(|| format!("reading {what} {}", path.display()))?;
@@ -42,8 +45,12 @@ fn read_secret(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
 /// A password from a `--passfile`.
 pub(crate) fn password_from_file(path: &Path) -> Result<KeySource> {
     let buf = read_secret(path, "password file")?;
-    KeySource::password_from_passfile(&buf)
-        .with_context(|| format!("password file {}", path.display()))
+    let key = KeySource::password_from_passfile(&buf)
+        .with_context(|| format!("password file {}", path.display()))?;
+    if let KeySource::Password(pw) = &key {
+        crate::hardening::lock(pw, "password");
+    }
+    Ok(key)
 }
 
 /// Resolves the key options. Exactly one is set (clap enforces it) unless `optional`.

@@ -13,14 +13,18 @@ use clap::Parser as _;
 mod cli;
 mod cmd;
 mod exit;
+mod hardening;
 mod kbs;
 mod keys;
 mod logging;
 mod progress;
 
 fn main() -> ExitCode {
+    // Before anything reads a secret: no core file may ever hold one.
+    let hardened = hardening::disable_core_dumps();
     let cli = cli::Cli::parse();
     logging::init(&cli.global);
+    hardened.log();
     match cmd::dispatch(&cli.global, cli.command) {
         Ok(code) => code.code(),
         Err(err) => report(&err),

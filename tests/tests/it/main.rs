@@ -15,6 +15,9 @@
 mod attest_cli;
 mod attest_flow;
 mod corpus;
+mod faults_cli;
+mod fuzz_corpus;
 mod hostile;
 mod interop;
 mod roundtrip;
+mod hygiene;
