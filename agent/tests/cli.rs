@@ -413,9 +413,10 @@ fn info_and_bad_cipherdirs() {
 #[test]
 fn unavailable_options_are_refused_clearly() {
     let c = corpus::dir().join("default");
+    // `--key kbs:///` with no KBS configured anywhere: a usage error naming the fix.
     let o = ccmount(&[&"verify", &c, &"--key", &"kbs:///default/llm/key"]);
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("not available"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--kbs-url"), "{}", stderr(&o));
     let o = ccmount(&[&"verify", &c, &"--no-key", &"--expect", &"sha256:00"]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("--expect"));

@@ -2,9 +2,12 @@
 
 mod attest;
 mod decrypt;
+#[cfg(feature = "demo")]
+mod demo;
 mod encrypt;
 mod get_resource;
 mod info;
+mod secrets;
 mod verify;
 
 use std::io::Write;
@@ -28,8 +31,11 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
         Command::Manifest(_) => "manifest",
         Command::Mount(_) => "mount",
         Command::Umount(_) => "umount",
-        Command::Secrets(_) => "secrets",
+        Command::Secrets(a) => return secrets::run(global, &a),
         Command::LoadGpu(_) => "load-gpu",
+        #[cfg(feature = "demo")]
+        Command::Demo(a) => return demo::run(global, &a),
+        #[cfg(not(feature = "demo"))]
         Command::Demo(_) => "demo",
     };
     Err(coded(

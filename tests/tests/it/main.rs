@@ -15,9 +15,12 @@
 mod attest_cli;
 mod attest_flow;
 mod corpus;
+mod demo;
 mod faults_cli;
 mod fuzz_corpus;
 mod hostile;
-mod interop;
-mod roundtrip;
 mod hygiene;
+mod interop;
+mod kbs_key;
+mod roundtrip;
+mod secrets;
