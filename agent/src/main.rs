@@ -17,7 +17,9 @@ mod hardening;
 mod kbs;
 mod keys;
 mod logging;
+mod pin;
 mod progress;
+mod receipt;
 
 fn main() -> ExitCode {
     // Before anything reads a secret: no core file may ever hold one.

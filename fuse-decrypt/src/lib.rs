@@ -30,8 +30,8 @@
 //!
 //! The format modules ([`configfile`], [`contentenc`], [`nametransform`], [`cryptocore`]) are
 //! public for tests, the fuzz crate and the benchmark; they are format internals, not a
-//! stable API. The paved path is [`CipherDir`], [`CipherFile`], [`decrypt`], [`verify`] and
-//! [`writer`].
+//! stable API. The paved path is [`CipherDir`], [`CipherFile`], [`decrypt`], [`verify`],
+//! [`manifest`] (model pinning: [`manifest::check`]) and [`writer`].
 
 pub mod cipherdir;
 pub mod configfile;
@@ -39,6 +39,7 @@ pub mod contentenc;
 pub mod cryptocore;
 pub mod decrypt;
 mod error;
+pub mod manifest;
 pub mod nametransform;
 pub mod reader;
 pub mod verify;

@@ -143,6 +143,7 @@ proptest! {
         fuzzing::long_name_file(&data);
         fuzzing::diriv(&data);
         fuzzing::base64(&data);
+        fuzzing::manifest(&data);
     }
 
     /// Any header with a non-zero file ID encodes and parses back to itself; any other
