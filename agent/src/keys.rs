@@ -27,7 +27,10 @@ const MAX_KEY_FILE: u64 = 64 * 1024;
 /// Reads a small secret file into a zeroizing buffer.
 fn read_secret(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
     let f = File::open(path).with_context(|| format!("opening {what} {}", path.display()))?;
-    let mut buf = Zeroizing::new(Vec::new());
+    // Sized up front so that reading never reallocates (a reallocation would leave an
+    // unwiped copy behind), and locked in RAM (best effort).
+    let mut buf = Zeroizing::new(Vec::with_capacity(MAX_KEY_FILE as usize + 1));
+    crate::hardening::lock_capacity(&buf, what);
     f.take(MAX_KEY_FILE + 1)
         .read_to_end(&mut buf)
         .with_context(|| format!("reading {what} {}", path.display()))?;
@@ -46,8 +49,12 @@ fn read_secret(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
 /// A password from a `--passfile`.
 pub(crate) fn password_from_file(path: &Path) -> Result<KeySource> {
     let buf = read_secret(path, "password file")?;
-    KeySource::password_from_passfile(&buf)
-        .with_context(|| format!("password file {}", path.display()))
+    let key = KeySource::password_from_passfile(&buf)
+        .with_context(|| format!("password file {}", path.display()))?;
+    if let KeySource::Password(pw) = &key {
+        crate::hardening::lock(pw, "password");
+    }
+    Ok(key)
 }
 
 /// Resolves the key options. Exactly one is set (clap enforces it) unless `optional`.
@@ -84,8 +91,13 @@ fn from_kbs(uri: &str, format: KeyFormat) -> Result<KeySource> {
         s.get_resource(&uri)
             .with_context(|| format!("fetching the key {uri} from {url}"))
     })?;
-    key_from_resource(secret.expose(), format)
-        .with_context(|| format!("key {uri} (--key-format {})", format_name(format)))
+    crate::hardening::lock(secret.expose(), "KBS key");
+    let key = key_from_resource(secret.expose(), format)
+        .with_context(|| format!("key {uri} (--key-format {})", format_name(format)))?;
+    if let KeySource::Password(pw) = &key {
+        crate::hardening::lock(pw, "password");
+    }
+    Ok(key)
 }
 
 fn format_name(format: KeyFormat) -> &'static str {

@@ -14,6 +14,7 @@ use clap::Parser as _;
 mod cli;
 mod cmd;
 mod exit;
+mod hardening;
 mod kbs;
 mod keys;
 mod logging;
@@ -24,6 +25,8 @@ mod progress;
 mod receipt;
 
 fn main() -> ExitCode {
+    // Before anything reads a secret: no core file may ever hold one.
+    let hardened = hardening::disable_core_dumps();
     let argv: Vec<OsString> = std::env::args_os().collect();
     // `mount -t fuse.ccmount SRC MNT -o OPTS` runs `ccmount SRC MNT -o OPTS` (mount.fuse3).
     #[cfg(feature = "fuse")]
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse_from(&argv);
     let daemon = matches!(&cli.command, cli::Command::Mount(m) if m.daemon_child);
     logging::init(&cli.global, daemon);
+    hardened.log();
     kbs::install(&cli.global);
     match cmd::dispatch(&cli.global, cli.command, &argv) {
         Ok(code) => code.code(),

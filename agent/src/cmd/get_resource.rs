@@ -40,6 +40,7 @@ pub(crate) fn run(global: &GlobalArgs, args: GetResourceArgs) -> Result<Exit> {
     let secret = session
         .get_resource(&uri)
         .with_context(|| format!("fetching {uri} from {}", session.url()))?;
+    crate::hardening::lock(secret.expose(), "KBS resource");
     match &args.out {
         Some(out) => {
             write_atomic(out, secret.expose(), mode)

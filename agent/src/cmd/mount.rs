@@ -222,7 +222,7 @@ fn serve(
         Receipt {
             command: "mount",
             cipherdir: &cipherdir,
-            digest: v.digest.clone(),
+            digest: v.digest,
             pin: pin.as_ref(),
             key_resource: a.key.key.as_deref(),
         }

@@ -1,11 +1,12 @@
 //! Property tests: the two AES-GCM backends are interchangeable, the offset math is
-//! consistent, names round-trip, and runs of blocks decrypt from any starting block.
+//! consistent (also against the sizes the writer really produces), headers and names
+//! round-trip, and runs of blocks decrypt from any starting block.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use fuse_decrypt::configfile::NameLayout;
-use fuse_decrypt::contentenc::{ContentEnc, Geometry, SizeCheck};
+use fuse_decrypt::contentenc::{ContentEnc, FileHeader, Geometry, SizeCheck};
 use fuse_decrypt::cryptocore::{ContentCipher, TAG_LEN};
 use fuse_decrypt::internal::fuzzing;
 use fuse_decrypt::nametransform::{DirIv, DiskName, NameTransform};
@@ -143,5 +144,73 @@ proptest! {
         fuzzing::diriv(&data);
         fuzzing::base64(&data);
         fuzzing::manifest(&data);
+    }
+
+    /// Any header with a non-zero file ID encodes and parses back to itself; any other
+    /// version is refused.
+    #[test]
+    fn headers_round_trip(id in any::<[u8; 16]>(), version in any::<u16>(), tail in proptest::collection::vec(any::<u8>(), 0..8)) {
+        prop_assume!(id != [0u8; 16]);
+        let h = FileHeader { id: FileId(id) };
+        let mut bytes = h.to_bytes().to_vec();
+        prop_assert_eq!(&bytes[..2], &[0u8, 2][..]);
+        bytes.extend_from_slice(&tail);
+        prop_assert_eq!(FileHeader::parse(&bytes).unwrap(), h);
+        bytes[..2].copy_from_slice(&version.to_be_bytes());
+        prop_assert_eq!(FileHeader::parse(&bytes).is_ok(), version == 2);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, .. ProptestConfig::default() })]
+
+    /// The offset math agrees with the writer: every file it writes is exactly
+    /// `plain_to_cipher_size` bytes on disk, the walker reports the plaintext size back, and
+    /// the reader returns the bytes. Sizes cluster around block boundaries.
+    #[test]
+    fn writer_sizes_match_the_offset_math(
+        sizes in proptest::collection::vec(prop_oneof![
+            0u64..3,
+            4094u64..4099,
+            8190u64..8194,
+            0u64..70_000,
+        ], 1..6),
+        xchacha in any::<bool>(),
+    ) {
+        use fuse_decrypt::configfile::Layout;
+        use fuse_decrypt::writer::{InitOptions, encrypt_tree};
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = tmp.path().join("p");
+        std::fs::create_dir(&plain).unwrap();
+        for (i, &n) in sizes.iter().enumerate() {
+            let data: Vec<u8> = (0..n).map(|j| (j as usize * 13 + i) as u8).collect();
+            std::fs::write(plain.join(format!("f{i}")), data).unwrap();
+        }
+        let layout = Layout {
+            content: if xchacha { ContentAlgo::XChaCha20Poly1305 } else { ContentAlgo::AesGcm },
+            ..Layout::default()
+        };
+        let opts = InitOptions { layout, scrypt_log_n: 10, ..InitOptions::default() };
+        let cipher = tmp.path().join("c");
+        encrypt_tree(&plain, &cipher, b"pw", &opts, &fuse_decrypt::NoProgress).unwrap();
+        let dir = fuse_decrypt::CipherDir::open(
+            &cipher,
+            fuse_decrypt::KeySource::password_from_passfile(b"pw").unwrap(),
+            &fuse_decrypt::OpenOptions::default(),
+        ).unwrap();
+        let g = Geometry::new(if xchacha { 24 } else { 16 });
+        let walked = fuse_decrypt::walk::walk(&dir).unwrap();
+        prop_assert!(walked.problems.is_empty());
+        let mut seen = 0;
+        for e in walked.entries.iter().filter(|e| e.kind == fuse_decrypt::FileKind::File) {
+            let i: usize = e.plain_path.to_str().unwrap()[1..].parse().unwrap();
+            let n = sizes[i];
+            let on_disk = std::fs::metadata(cipher.join(&e.cipher_path)).unwrap().len();
+            prop_assert_eq!(Some(on_disk), g.plain_to_cipher_size(n), "file {} of {} bytes", i, n);
+            prop_assert_eq!(e.plain_size, n);
+            prop_assert_eq!(g.check_cipher_size(on_disk), if n == 0 { SizeCheck::Empty } else { SizeCheck::Valid { plain: n } });
+            seen += 1;
+        }
+        prop_assert_eq!(seen, sizes.len());
     }
 }

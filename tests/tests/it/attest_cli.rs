@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use test_kbs::{Endpoint, KbsConfig, Policy, TestKbs};
 
-fn ccmount() -> Option<PathBuf> {
+pub(crate) fn ccmount() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let bin = exe.parent()?.parent()?.join("ccmount");
     if bin.exists() {

@@ -1,0 +1,4 @@
+//! Fuzz target `diriv`: the body and its property are `fuse_decrypt::internal::fuzzing::diriv`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuse_decrypt::internal::fuzzing::diriv(data));
