@@ -104,6 +104,22 @@ pub enum Error {
     /// A key or password could not be parsed.
     #[error("{0}")]
     Key(#[from] KeyError),
+    /// The GPU loader failed: no driver or device, a driver call, a copy, or the check of
+    /// the device copy.
+    #[error("{0}")]
+    Gpu(#[from] crate::gpu::GpuError),
+    /// A `*.safetensors` file authenticated, but its header is not valid safetensors.
+    #[error(
+        "{path}: not a valid safetensors file: {source}; re-export it with a current safetensors writer",
+        path = .path.display()
+    )]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its header.
+        #[source]
+        source: crate::safetensors::SafetensorsError,
+    },
     /// Several problems were found (decrypt keeps going and reports them all).
     #[error("{count} problem(s) found, the first: {first}")]
     Problems {
@@ -132,6 +148,10 @@ pub enum ErrorKind {
     OutputExists,
     /// The request itself is invalid (bad key file, unrepresentable input).
     Usage,
+    /// No GPU could be used: no driver library, no device, or a build without GPU support.
+    NoGpu,
+    /// A GPU operation failed (allocation, copy, or the device copy differs).
+    Gpu,
 }
 
 impl Error {
@@ -147,6 +167,8 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::OutputNotEmpty { .. } => ErrorKind::OutputExists,
             Error::Refused { .. } | Error::Key(_) => ErrorKind::Usage,
+            Error::Gpu(e) => e.kind(),
+            Error::Safetensors { .. } => ErrorKind::Corrupt,
             Error::Problems { kind, .. } => *kind,
         }
     }

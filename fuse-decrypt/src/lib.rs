@@ -28,6 +28,9 @@
 //! # let _ = n; Ok(()) }
 //! ```
 //!
+//! The GPU loader ([`gpu`]) decrypts files straight into device memory through a pipeline
+//! written against a copy-target trait: a CPU target always, CUDA with the `gpu` feature.
+//!
 //! The format modules ([`configfile`], [`contentenc`], [`nametransform`], [`cryptocore`]) are
 //! public for tests, the fuzz crate and the benchmark; they are format internals, not a
 //! stable API. The paved path is [`CipherDir`], [`CipherFile`], [`decrypt`], [`verify`] and
@@ -39,8 +42,10 @@ pub mod contentenc;
 pub mod cryptocore;
 pub mod decrypt;
 mod error;
+pub mod gpu;
 pub mod nametransform;
 pub mod reader;
+pub mod safetensors;
 pub mod verify;
 pub mod walk;
 pub mod writer;
