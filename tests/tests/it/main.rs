@@ -12,6 +12,7 @@
 )]
 
 mod corpus;
+mod gpu;
 mod hostile;
 mod interop;
 mod roundtrip;
