@@ -125,6 +125,8 @@ fn classify_library(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
             K::Corrupt => Exit::Corrupt,
             K::Io => Exit::Io,
             K::OutputExists => Exit::OutputExists,
+            K::NoGpu => Exit::NoGpu,
+            K::Gpu => Exit::GpuFailed,
             _ => Exit::Usage,
         });
     }
@@ -164,6 +166,14 @@ mod tests {
         assert_eq!(classify(&e), Exit::Corrupt);
         let e = anyhow::Error::new(fuse_decrypt::Error::OutputNotEmpty { path: "o".into() });
         assert_eq!(classify(&e), Exit::OutputExists);
+        use fuse_decrypt::gpu::GpuError;
+        let e =
+            anyhow::Error::new(fuse_decrypt::Error::from(GpuError::NoDriver)).context("load-gpu");
+        assert_eq!(classify(&e), Exit::NoGpu);
+        let e = anyhow::Error::new(fuse_decrypt::Error::from(GpuError::OutOfMemory {
+            bytes: 1,
+        }));
+        assert_eq!(classify(&e), Exit::GpuFailed);
     }
 
     #[test]
@@ -172,5 +182,7 @@ mod tests {
         assert_eq!(Exit::WrongKey as u8, 12);
         assert_eq!(Exit::Corrupt as u8, 26);
         assert_eq!(Exit::Usage as u8, 2);
+        assert_eq!(Exit::NoGpu as u8, 50);
+        assert_eq!(Exit::GpuFailed as u8, 51);
     }
 }

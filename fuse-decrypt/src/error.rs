@@ -106,19 +106,19 @@ pub enum Error {
     Key(#[from] KeyError),
     /// The GPU loader failed: no driver or device, a driver call, a copy, or the check of
     /// the device copy.
-    #[error("{0}")]
+    #[error(transparent)]
     Gpu(#[from] crate::gpu::GpuError),
     /// A `*.safetensors` file authenticated, but its header is not valid safetensors.
     #[error(
-        "{path}: not a valid safetensors file: {source}; re-export it with a current safetensors writer",
+        "{path}: not a valid safetensors file: {problem}; re-export it with a current safetensors writer",
         path = .path.display()
     )]
     Safetensors {
         /// The file.
         path: PathBuf,
-        /// What is wrong with its header.
-        #[source]
-        source: crate::safetensors::SafetensorsError,
+        /// What is wrong with its header (in the message; not a `source`, so it is not
+        /// printed twice by error-chain printers).
+        problem: crate::safetensors::SafetensorsError,
     },
     /// Several problems were found (decrypt keeps going and reports them all).
     #[error("{count} problem(s) found, the first: {first}")]

@@ -3,6 +3,7 @@
 mod decrypt;
 mod encrypt;
 mod info;
+mod load_gpu;
 mod verify;
 
 use std::io::Write;
@@ -27,7 +28,8 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
         Command::GetResource(_) => "get-resource",
         Command::Secrets(_) => "secrets",
         Command::Attest(_) => "attest",
-        Command::LoadGpu(_) => "load-gpu",
+        Command::LoadGpu(a) => return load_gpu::run(global, a),
+        Command::BenchH2d(a) => return load_gpu::bench_h2d(global, a),
         Command::Demo(_) => "demo",
     };
     Err(coded(

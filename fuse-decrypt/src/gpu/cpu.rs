@@ -307,7 +307,11 @@ fn engine(sh: &Shared, rx: &Mutex<Receiver<Job>>) {
             st.completed.insert(job.seq);
         }
         sh.cv.notify_all();
-        let _ = job.done.send(result.map(|()| job.buf));
+        // Let go of the device memory before reporting completion, as a finished DMA does:
+        // a caller that frees the device right after `wait` sees it freed at once.
+        let Job { mem, buf, done, .. } = job;
+        drop(mem);
+        let _ = done.send(result.map(|()| buf));
     }
 }
 

@@ -518,9 +518,9 @@ impl<'t, T: CopyTarget> Loader<'t, T> {
 fn read_safetensors_header(file: &CipherFile) -> Result<Vec<TensorInfo>> {
     let path = file.path();
     let size = file.plain_size();
-    let bad = |source| Error::Safetensors {
+    let bad = |problem| Error::Safetensors {
         path: path.to_path_buf(),
-        source,
+        problem,
     };
     let mut prefix = [0u8; 8];
     let got = file.read_at(0, &mut prefix)?;
