@@ -24,4 +24,5 @@ cargo test --workspace --doc --locked
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
+scripts/test-deploy.sh # deploy: image, Kubernetes manifests, host units, CI workflow (issue 7)
 step "all checks passed"

@@ -23,7 +23,7 @@ pub(crate) struct Cli {
 /// Options every command accepts (attestation and output).
 #[derive(Debug, Args)]
 pub(crate) struct GlobalArgs {
-    /// KBS base URL, e.g. https://kbs.example:8080 (else from --config or the kernel
+    /// KBS base URL, e.g. `https://kbs.example:8080` (else from --config or the kernel
     /// command line `agent.aa_kbc_params=cc_kbc::<url>`).
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) kbs_url: Option<String>,
@@ -98,7 +98,7 @@ pub(crate) enum KeyFormat {
 /// Whole-model pinning options.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ExpectArgs {
-    /// Accept the model only if it matches: a manifest file, sha256:<digest>, or
+    /// Accept the model only if it matches: a manifest file, `sha256:<digest>`, or
     /// kbs:///REPO/TYPE/TAG holding either.
     #[arg(long, value_name = "PIN")]
     pub(crate) expect: Option<String>,
@@ -289,6 +289,9 @@ pub(crate) struct GetResourceArgs {
     /// File mode for --out, octal.
     #[arg(long, value_name = "MODE", default_value = "0400")]
     pub(crate) mode: String,
+    /// Replace an existing --out file (atomically).
+    #[arg(long, requires = "out")]
+    pub(crate) force: bool,
 }
 
 /// `ccmount secrets`.
@@ -382,7 +385,7 @@ pub(crate) struct DemoArgs {
 }
 
 /// Parses `30s`, `2m`, `1h`, `500ms`, or a bare number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
         (n, 1)

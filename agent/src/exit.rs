@@ -117,6 +117,15 @@ pub(crate) fn classify(err: &anyhow::Error) -> Exit {
 
 /// Library error types → exit codes. Each library error enum gets its arm here.
 fn classify_library(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
+    if let Some(e) = cause.downcast_ref::<attest::Error>() {
+        return Some(attest_exit(e));
+    }
+    if cause.downcast_ref::<attest::EvidenceError>().is_some() {
+        return Some(Exit::Evidence);
+    }
+    if cause.downcast_ref::<attest::UriError>().is_some() {
+        return Some(Exit::Usage);
+    }
     if let Some(e) = cause.downcast_ref::<fuse_decrypt::Error>() {
         use fuse_decrypt::ErrorKind as K;
         return Some(match e.kind() {
@@ -131,6 +140,28 @@ fn classify_library(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
         });
     }
     None
+}
+
+/// `attest::Error` → exit code (table in `docs/kbs-protocol.md`).
+fn attest_exit(e: &attest::Error) -> Exit {
+    use attest::{Error as E, ProtocolError as P};
+    match e {
+        E::InvalidUrl { .. } | E::InsecureHttp { .. } | E::InvalidCaCert { .. } | E::Uri(_) => {
+            Exit::Usage
+        }
+        E::Unreachable { .. } | E::Timeout { .. } => Exit::KbsUnreachable,
+        E::Tls { .. } => Exit::Tls,
+        E::ProtocolVersion { .. } => Exit::ProtocolVersion,
+        E::AttestationRejected { .. } | E::Protocol(P::FreshTokenRejected { .. }) => {
+            Exit::AttestationRejected
+        }
+        E::PolicyDenied { .. } => Exit::PolicyDenied,
+        E::ResourceMissing { .. } => Exit::ResourceMissing,
+        E::Evidence(_) => Exit::Evidence,
+        E::Protocol(_) | E::Jwe(_) => Exit::KbsProtocol,
+        E::HttpClient { .. } | E::KeyGeneration { .. } => Exit::Internal,
+        _ => Exit::Internal,
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +183,41 @@ mod tests {
     fn io_is_io() {
         let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound));
         assert_eq!(classify(&e), Exit::Io);
+    }
+
+    #[test]
+    fn attest_errors_map_to_kbs_codes() {
+        let uri = attest::ResourceUri::parse("kbs:///a/b/c").unwrap_or_else(|_| unreachable!());
+        let cases = [
+            (
+                attest::Error::PolicyDenied {
+                    resource: uri.clone(),
+                    detail: String::new(),
+                },
+                Exit::PolicyDenied,
+            ),
+            (
+                attest::Error::ResourceMissing {
+                    resource: uri,
+                    detail: String::new(),
+                },
+                Exit::ResourceMissing,
+            ),
+            (
+                attest::Error::ProtocolVersion {
+                    ours: "0.4.0".into(),
+                    theirs: "x".into(),
+                },
+                Exit::ProtocolVersion,
+            ),
+            (attest::Error::InsecureHttp { url: "x".into() }, Exit::Usage),
+        ];
+        for (e, want) in cases {
+            let e = anyhow::Error::new(e).context("fetching");
+            assert_eq!(classify(&e), want);
+        }
+        assert_eq!(Exit::KbsUnreachable as u8, 30);
+        assert_eq!(Exit::KbsProtocol as u8, 37);
     }
 
     #[test]

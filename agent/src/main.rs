@@ -13,6 +13,7 @@ use clap::Parser as _;
 mod cli;
 mod cmd;
 mod exit;
+mod kbs;
 mod keys;
 mod logging;
 mod progress;

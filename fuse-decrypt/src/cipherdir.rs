@@ -725,12 +725,13 @@ impl CipherDir {
                 break;
             }
         }
-        if !files.is_empty() {
-            for f in &files {
-                if self.first_block_authenticates(f) {
-                    return Ok(());
-                }
-            }
+        // Some(true): authenticates; Some(false): fails; None: says nothing (a hole block,
+        // an unreadable or malformed file).
+        let checks: Vec<Option<bool>> = files.iter().map(|f| self.first_block_check(f)).collect();
+        if checks.contains(&Some(true)) {
+            return Ok(());
+        }
+        if checks.contains(&Some(false)) {
             return Err(Error::WrongMasterKey {
                 path: self.root.clone(),
             });
@@ -749,35 +750,31 @@ impl CipherDir {
         Ok(())
     }
 
-    fn first_block_authenticates(&self, cipher_path: &Path) -> bool {
+    fn first_block_check(&self, cipher_path: &Path) -> Option<bool> {
         let geo = self.content.geometry();
-        let Ok(mut f) = fs::File::open(self.abs(cipher_path)) else {
-            return false;
-        };
+        let mut f = fs::File::open(self.abs(cipher_path)).ok()?;
         let mut buf = vec![0u8; 18 + geo.cipher_bs() as usize];
         let mut n = 0;
         while n < buf.len() {
             match f.read(buf.get_mut(n..).unwrap_or_default()) {
                 Ok(0) => break,
                 Ok(k) => n += k,
-                Err(_) => return false,
+                Err(_) => return None,
             }
         }
-        let Some(data) = buf.get(..n) else {
-            return false;
-        };
-        let Ok(h) = FileHeader::parse(data) else {
-            return false;
-        };
+        let data = buf.get(..n)?;
+        let h = FileHeader::parse(data).ok()?;
         let block = data.get(18..).unwrap_or_default();
         // A hole block says nothing about the key.
         if block.iter().all(|&b| b == 0) {
-            return false;
+            return None;
         }
         let mut out = vec![0u8; block.len()];
-        self.content
-            .decrypt_block(block, 0, &h.id, &mut out)
-            .is_ok()
+        Some(
+            self.content
+                .decrypt_block(block, 0, &h.id, &mut out)
+                .is_ok(),
+        )
     }
 }
 

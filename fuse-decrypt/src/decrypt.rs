@@ -215,22 +215,18 @@ pub fn decrypt_tree(
         .iter()
         .filter(|e| e.kind == FileKind::File && !under_failed(&e.plain_path))
         .collect();
-    // Largest first (better balance). A file is split across threads only when it alone is
-    // more than a thread's share of the work: concurrent writes to one file serialise on its
-    // inode lock, so several large files go faster one per thread.
+    // Largest first, one file per work item, and large files split into pieces too: measured
+    // faster than keeping each large file on one thread (tests/bench, docs/benchmarks.md).
     files.sort_by_key(|e| std::cmp::Reverse(e.plain_size));
-    let total: u64 = files.iter().map(|e| e.plain_size).sum();
-    let share = total / rayon::current_num_threads().max(1) as u64;
     let results: Vec<(u64, Option<Error>)> = files
         .par_iter()
         .with_max_len(1)
-        .map(|e| {
-            let split = e.plain_size > share;
-            match write_file(dir, &root_fd, e, opts.force, split, progress) {
+        .map(
+            |e| match write_file(dir, &root_fd, e, opts.force, progress) {
                 Ok(n) => (n, None),
                 Err(err) => (0, Some(err)),
-            }
-        })
+            },
+        )
         .collect();
     for (e, (n, err)) in files.iter().zip(results) {
         match err {
@@ -407,7 +403,6 @@ fn write_file(
     root: &OwnedFd,
     e: &Entry,
     force: bool,
-    split: bool,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let cf = dir.open_file(e)?;
@@ -423,7 +418,7 @@ fn write_file(
     .map_err(|err| Error::io("creating", &e.plain_path, err.into()))?;
     let out = File::from(fd);
     let res = (|| -> Result<u64> {
-        write_pieces(&cf, &out, split, progress)?;
+        write_pieces(&cf, &out, progress)?;
         out.set_len(cf.plain_size())
             .map_err(|err| Error::io("writing", &e.plain_path, err))?;
         let (xattrs, bad) = dir.xattrs(e)?;
@@ -461,9 +456,9 @@ fn write_file(
     }
 }
 
-/// Decrypts every piece of `cf` into `out` (in parallel when `split`). Hole blocks are not
-/// written, so holes stay holes. Fails with the first bad block.
-fn write_pieces(cf: &CipherFile, out: &File, split: bool, progress: &dyn Progress) -> Result<()> {
+/// Decrypts every piece of `cf` into `out`, in parallel. Hole blocks are not written, so
+/// holes stay holes. Fails with the first bad block.
+fn write_pieces(cf: &CipherFile, out: &File, progress: &dyn Progress) -> Result<()> {
     let blocks = cf.blocks();
     let pieces: Vec<u64> = (0..blocks).step_by(PIECE_BLOCKS as usize).collect();
     let one = |&first: &u64| -> Result<()> {
@@ -497,7 +492,7 @@ fn write_pieces(cf: &CipherFile, out: &File, split: bool, progress: &dyn Progres
             Ok(())
         })
     };
-    if split && pieces.len() > 1 {
+    if pieces.len() > 1 {
         pieces.par_iter().try_for_each(one)
     } else {
         pieces.iter().try_for_each(one)

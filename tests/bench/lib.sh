@@ -3,13 +3,20 @@
 # Prints the median of its numeric arguments.
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
-# Runs a command and prints its wall time in seconds (bash 5 $EPOCHREALTIME).
+# System-wide busy CPU time so far, in seconds (user+nice+system+irq+softirq, all CPUs).
+cpu_seconds() { awk '/^cpu / {printf "%.2f\n", ($2 + $3 + $4 + $7 + $8) / 100}' /proc/stat; }
+
+# Runs a command and prints "WALL CPU": wall seconds (bash 5 $EPOCHREALTIME) and the
+# system-wide CPU seconds it used (includes daemons such as a gocryptfs mount; includes other
+# load on the machine too, so read it on an otherwise idle machine).
 time_cmd() {
-  local t0 t1
+  local t0 t1 c0 c1
+  c0=$(cpu_seconds)
   t0=$EPOCHREALTIME
   "$@" >/dev/null 2>&1
   t1=$EPOCHREALTIME
-  awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.4f\n", b - a}'
+  c1=$(cpu_seconds)
+  awk -v a="$t0" -v b="$t1" -v c="$c0" -v d="$c1" 'BEGIN {printf "%.4f %.2f\n", b - a, d - c}'
 }
 
 # MB/s for BYTES in SECONDS.

@@ -1,7 +1,9 @@
 //! One module per subcommand. Each exposes `run(&GlobalArgs, Args) -> anyhow::Result<Exit>`.
 
+mod attest;
 mod decrypt;
 mod encrypt;
+mod get_resource;
 mod info;
 mod load_gpu;
 mod verify;
@@ -18,6 +20,8 @@ use crate::exit::{Exit, coded};
 /// Runs one parsed command.
 pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
     let name = match command {
+        Command::GetResource(args) => return get_resource::run(global, args),
+        Command::Attest(args) => return attest::run(global, &args),
         Command::Encrypt(a) => return encrypt::run(global, a),
         Command::Decrypt(a) => return decrypt::run(global, a),
         Command::Verify(a) => return verify::run(global, a),
@@ -25,9 +29,7 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
         Command::Manifest(_) => "manifest",
         Command::Mount(_) => "mount",
         Command::Umount(_) => "umount",
-        Command::GetResource(_) => "get-resource",
         Command::Secrets(_) => "secrets",
-        Command::Attest(_) => "attest",
         Command::LoadGpu(a) => return load_gpu::run(global, a),
         Command::BenchH2d(a) => return load_gpu::bench_h2d(global, a),
         Command::Demo(_) => "demo",

@@ -520,6 +520,56 @@ mod tests {
         assert!(back.unlock(b"pX").is_err());
     }
 
+    /// A pre-1.3 (no HKDF) config: a 60-byte `EncryptedKey` wrapped with the scrypt KEK itself
+    /// and a 96-bit nonce. gocryptfs 2.3 can no longer create one, so the wrap is built here
+    /// with RustCrypto's standard `Aes256Gcm` (content and names of such trees are checked
+    /// against the real gocryptfs in `tests/tests/it/interop.rs`).
+    #[test]
+    fn legacy_nohkdf_config_unlocks() {
+        use aes_gcm::KeyInit;
+        use aes_gcm::aead::Aead;
+        let scrypt = ScryptParams::new(vec![3u8; 32], 1024, 8, 1, 32).unwrap();
+        let kek = scrypt.derive(b"old password");
+        let nonce = [9u8; 12];
+        let master = [0x42u8; 32];
+        let c = aes_gcm::Aes256Gcm::new_from_slice(&*kek).unwrap();
+        let ct = c
+            .encrypt(
+                (&nonce).into(),
+                aes_gcm::aead::Payload {
+                    msg: &master,
+                    aad: &[0u8; 8],
+                },
+            )
+            .unwrap();
+        let mut wrapped = nonce.to_vec();
+        wrapped.extend_from_slice(&ct);
+        assert_eq!(wrapped.len(), 60);
+        let json = serde_json::json!({
+            "Creator": "gocryptfs v1.2",
+            "EncryptedKey": STANDARD.encode(&wrapped),
+            "ScryptObject": {"Salt": STANDARD.encode([3u8; 32]), "N": 1024, "R": 8, "P": 1, "KeyLen": 32},
+            "Version": 2,
+            "FeatureFlags": ["GCMIV128", "DirIV", "EMENames", "LongNames"],
+        });
+        let conf = Config::parse(json.to_string().as_bytes()).unwrap();
+        let l = conf.layout();
+        assert!(!l.hkdf);
+        assert_eq!(
+            l.names,
+            NameLayout::Encrypted {
+                dir_iv: true,
+                raw64: false,
+                long_name_max: 255
+            }
+        );
+        assert_eq!(
+            conf.unlock(b"old password").unwrap().expose_secret(),
+            &master
+        );
+        assert!(conf.unlock(b"wrong").is_err());
+    }
+
     #[test]
     fn hostile_fields() {
         let base: serde_json::Value = serde_json::from_str(DEFAULT_CONF).unwrap();

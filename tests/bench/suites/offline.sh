@@ -26,32 +26,34 @@ suite_main() {
   bytes=$(sed -n 's/.*bytes=\([0-9]*\).*/\1/p' <<<"$gen")
   echo "# $gen" >&2
 
-  local -a our_dec go_dec our_ver go_ver our_man
-  local i t
+  local -a our_dec go_dec our_ver go_ver our_man cpu_od cpu_gd cpu_ov cpu_gv
+  local i t w c
   for ((i = 1; i <= runs; i++)); do
     echo "# run $i/$runs" >&2
     drop_caches
-    t=$(time_cmd "$cc" decrypt -q --passfile "$dir/pass" "$dir/cipher" "$dir/out")
+    read -r w c < <(time_cmd "$cc" decrypt -q --passfile "$dir/pass" "$dir/cipher" "$dir/out")
     [[ -f "$dir/out/config.json" ]] || { echo "ccmount decrypt failed" >&2; exit 1; }
-    our_dec+=("$(mbps "$bytes" "$t")"); rm -rf "$dir/out"
+    our_dec+=("$(mbps "$bytes" "$w")"); cpu_od+=("$c"); rm -rf "$dir/out"
     drop_caches
-    t=$(time_cmd bash -c "gocryptfs -q -passfile '$dir/pass' '$dir/cipher' '$dir/mnt' && cp -a '$dir/mnt/.' '$dir/out' && fusermount3 -u '$dir/mnt'")
+    read -r w c < <(time_cmd bash -c "gocryptfs -q -passfile '$dir/pass' '$dir/cipher' '$dir/mnt' && cp -a '$dir/mnt/.' '$dir/out' && fusermount3 -u '$dir/mnt'")
     [[ -f "$dir/out/config.json" ]] || { echo "gocryptfs mount + cp -a failed" >&2; exit 1; }
-    go_dec+=("$(mbps "$bytes" "$t")"); rm -rf "$dir/out"; unmount_quiet "$dir/mnt"
+    go_dec+=("$(mbps "$bytes" "$w")"); cpu_gd+=("$c"); rm -rf "$dir/out"; unmount_quiet "$dir/mnt"
     drop_caches
-    t=$(time_cmd "$cc" verify -q --passfile "$dir/pass" "$dir/cipher")
-    our_ver+=("$(mbps "$bytes" "$t")")
+    read -r w c < <(time_cmd "$cc" verify -q --passfile "$dir/pass" "$dir/cipher")
+    our_ver+=("$(mbps "$bytes" "$w")"); cpu_ov+=("$c")
     drop_caches
-    t=$(time_cmd gocryptfs -fsck -q -passfile "$dir/pass" "$dir/cipher")
-    go_ver+=("$(mbps "$bytes" "$t")")
+    read -r w c < <(time_cmd gocryptfs -fsck -q -passfile "$dir/pass" "$dir/cipher")
+    go_ver+=("$(mbps "$bytes" "$w")"); cpu_gv+=("$c")
     drop_caches
-    t=$(time_cmd "$cc" verify -q --passfile "$dir/pass" "$dir/cipher" --manifest "$dir/manifest.json")
-    our_man+=("$(mbps "$bytes" "$t")")
+    read -r w c < <(time_cmd "$cc" verify -q --passfile "$dir/pass" "$dir/cipher" --manifest "$dir/manifest.json")
+    our_man+=("$(mbps "$bytes" "$w")")
   done
   "$cc" verify -q --passfile "$dir/pass" "$dir/cipher" || { echo "verify found problems" >&2; exit 1; }
   print_metric decrypt "$(median "${our_dec[@]}")" "$(median "${go_dec[@]}")"
   print_metric verify "$(median "${our_ver[@]}")" "$(median "${go_ver[@]}")"
   print_metric verify_with_sha256_manifest "$(median "${our_man[@]}")" "$(median "${go_ver[@]}")"
+  echo "# cpu seconds (system-wide, median): decrypt ours=$(median "${cpu_od[@]}") gocryptfs=$(median "${cpu_gd[@]}"); verify ours=$(median "${cpu_ov[@]}") gocryptfs=$(median "${cpu_gv[@]}")"
+  echo "# load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
 
   local -a aws rc evp
   local line

@@ -1,5 +1,6 @@
-//! End-to-end tests of the gocryptfs format core: the real-gocryptfs corpus, hostile input,
-//! interop with the real binary, and writer → reader round trips. One binary (link once).
+//! End-to-end tests (one binary, ripgrep style, link once): the real-gocryptfs corpus,
+//! hostile input, interop with the real binary, writer → reader round trips, and the
+//! attestation flow against the test KBS.
 
 #![allow(
     clippy::unwrap_used,
@@ -11,6 +12,8 @@
     reason = "tests"
 )]
 
+mod attest_cli;
+mod attest_flow;
 mod corpus;
 mod gpu;
 mod hostile;

@@ -155,3 +155,30 @@ fn random_access_reads_match_sequential() {
         });
     }
 }
+
+/// A master key is checked against file blocks; a tree whose files start with holes (which
+/// authenticate nothing) must still open, and a wrong key must still be caught by the names.
+#[test]
+fn master_key_check_skips_hole_blocks() {
+    use fuse_decrypt::writer::init_with_key;
+    use fuse_decrypt::{Error, MasterKey};
+    let tmp = tempfile::tempdir().unwrap();
+    let plain = tmp.path().join("plain");
+    fs::create_dir(&plain).unwrap();
+    for name in ["a", "b", "c", "d", "e"] {
+        let f = fs::File::create(plain.join(name)).unwrap();
+        f.set_len(3 * 4096).unwrap();
+    }
+    let cipher = tmp.path().join("cipher");
+    let key = MasterKey::from_bytes(&[7u8; 32]).unwrap();
+    let opts = InitOptions {
+        scrypt_log_n: 10,
+        ..InitOptions::default()
+    };
+    let dir = init_with_key(&cipher, &key, b"pw", &opts).unwrap();
+    fuse_decrypt::writer::encrypt_tree_into(&dir, &plain, &NoProgress).unwrap();
+    CipherDir::open(&cipher, KeySource::MasterKey(key), &OpenOptions::default()).unwrap();
+    let wrong = KeySource::MasterKey(MasterKey::from_bytes(&[8u8; 32]).unwrap());
+    let err = CipherDir::open(&cipher, wrong, &OpenOptions::default()).unwrap_err();
+    assert!(matches!(err, Error::WrongMasterKey { .. }), "{err}");
+}

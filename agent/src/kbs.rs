@@ -1,0 +1,355 @@
+//! KBS settings and the attestation session every KBS-using command shares.
+//!
+//! Mirrors `../shared/specs/kbs-protocol.md` §5.2 (CoCo configuration habits): the KBS URL
+//! comes from `--kbs-url`, else the `[kbs]` table of `--config`, else the kernel command line
+//! `agent.aa_kbc_params=cc_kbc::<url>`; the same order applies to the CA certificate, the TEE
+//! and the timeout. [`kbs_client`] builds one [`KbsSession`] per process: it attests once and
+//! its cached token serves every further resource (`--key kbs:///…`, secrets delivery).
+//!
+//! `[kbs]` keys: `url`, `cert` (a PEM file path, relative to the config file, or inline PEM
+//! as in the CoCo attestation-agent config), `tee`, `timeout` ("30s" or seconds),
+//! `insecure_http` (bool).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use attest::evidence::{self, Platform, TeeChoice};
+use attest::{AttestationInfo, KbsClient, ResourceUri, Secret};
+use serde::Deserialize;
+
+use crate::cli::GlobalArgs;
+use crate::exit::{Exit, coded};
+
+/// Where the kernel command line is read.
+pub(crate) const PROC_CMDLINE: &str = "/proc/cmdline";
+/// Default total deadline per KBS operation.
+const DEFAULT_TIMEOUT: Duration = attest::kbs::client::DEFAULT_TIMEOUT;
+
+/// The resolved KBS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KbsSettings {
+    /// KBS base URL.
+    pub(crate) url: String,
+    /// Where the URL came from (for messages).
+    pub(crate) url_source: &'static str,
+    /// Extra CA certificate (PEM).
+    pub(crate) ca_pem: Option<Vec<u8>>,
+    /// TEE choice.
+    pub(crate) tee: TeeChoice,
+    /// Total deadline per operation.
+    pub(crate) timeout: Duration,
+    /// Allow http://.
+    pub(crate) insecure_http: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    kbs: Option<KbsTable>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KbsTable {
+    url: Option<String>,
+    cert: Option<String>,
+    tee: Option<String>,
+    timeout: Option<toml::Value>,
+    insecure_http: Option<bool>,
+}
+
+/// Resolves the settings from the flags, the config file and the kernel command line.
+pub(crate) fn resolve(global: &GlobalArgs, cmdline: &Path) -> Result<KbsSettings> {
+    let (table, config_dir) = match &global.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            let cfg: ConfigFile = toml::from_str(&text).map_err(|e| {
+                coded(
+                    Exit::Usage,
+                    format!(
+                        "invalid config file {}: {}",
+                        path.display(),
+                        e.message().replace('\n', " ")
+                    ),
+                )
+            })?;
+            (
+                cfg.kbs.unwrap_or_default(),
+                path.parent().map(Path::to_path_buf),
+            )
+        }
+        None => (KbsTable::default(), None),
+    };
+
+    let (url, url_source) = if let Some(u) = &global.kbs_url {
+        (u.clone(), "--kbs-url")
+    } else if let Some(u) = &table.url {
+        (u.clone(), "the [kbs] url of --config")
+    } else if let Some(u) = url_from_cmdline(cmdline)? {
+        (u, "agent.aa_kbc_params on the kernel command line")
+    } else {
+        return Err(coded(
+            Exit::Usage,
+            "no KBS URL: pass --kbs-url, set [kbs] url in --config, or boot with agent.aa_kbc_params=cc_kbc::<url>",
+        ));
+    };
+
+    let ca_pem = if let Some(p) = &global.kbs_cert {
+        Some(std::fs::read(p).with_context(|| format!("reading --kbs-cert {}", p.display()))?)
+    } else if let Some(c) = &table.cert {
+        if c.trim_start().starts_with("-----BEGIN") {
+            Some(c.as_bytes().to_vec())
+        } else {
+            let p = match &config_dir {
+                Some(dir) if Path::new(c).is_relative() => dir.join(c),
+                _ => PathBuf::from(c),
+            };
+            Some(std::fs::read(&p).with_context(|| format!("reading [kbs] cert {}", p.display()))?)
+        }
+    } else {
+        None
+    };
+
+    // `--tee` defaults to "auto"; only an explicit value beats the config file.
+    let tee_name = match (global.tee.as_str(), &table.tee) {
+        ("auto", Some(t)) => t.as_str(),
+        (cli, _) => cli,
+    };
+    let tee: TeeChoice = tee_name
+        .parse()
+        .map_err(|e: attest::EvidenceError| coded(Exit::Usage, e.to_string()))?;
+
+    let timeout = match (global.timeout, &table.timeout) {
+        (Some(t), _) => t,
+        (None, Some(v)) => parse_timeout(v)?,
+        (None, None) => DEFAULT_TIMEOUT,
+    };
+    if timeout.is_zero() {
+        return Err(coded(Exit::Usage, "the KBS timeout must be more than zero"));
+    }
+
+    Ok(KbsSettings {
+        url,
+        url_source,
+        ca_pem,
+        tee,
+        timeout,
+        insecure_http: global.insecure_http || table.insecure_http.unwrap_or(false),
+    })
+}
+
+fn parse_timeout(v: &toml::Value) -> Result<Duration> {
+    let bad = || {
+        coded(
+            Exit::Usage,
+            "invalid [kbs] timeout: use seconds (30) or a duration (\"500ms\", \"30s\", \"2m\")",
+        )
+    };
+    match v {
+        toml::Value::Integer(n) => u64::try_from(*n)
+            .map(Duration::from_secs)
+            .map_err(|_| bad()),
+        toml::Value::String(s) => crate::cli::parse_duration(s).map_err(|_| bad()),
+        _ => Err(bad()),
+    }
+}
+
+/// `agent.aa_kbc_params=cc_kbc::<url>` from the kernel command line, if present.
+pub(crate) fn url_from_cmdline(path: &Path) -> Result<Option<String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    for word in text.split_whitespace() {
+        let Some(params) = word.strip_prefix("agent.aa_kbc_params=") else {
+            continue;
+        };
+        return match params.split_once("::") {
+            Some(("cc_kbc", url)) if !url.is_empty() => Ok(Some(url.to_owned())),
+            _ => Err(coded(
+                Exit::Usage,
+                format!(
+                    "unsupported agent.aa_kbc_params {params:?} on the kernel command line: only cc_kbc::<url> is supported; pass --kbs-url"
+                ),
+            )),
+        };
+    }
+    Ok(None)
+}
+
+/// One attested session with the KBS: a runtime and a client whose token is reused.
+#[derive(Debug)]
+pub(crate) struct KbsSession {
+    rt: tokio::runtime::Runtime,
+    client: KbsClient,
+    settings: KbsSettings,
+}
+
+/// Resolves the settings and builds the session. No network traffic yet: the first
+/// [`KbsSession::get_resource`] or [`KbsSession::attest`] attests.
+pub(crate) fn kbs_client(global: &GlobalArgs) -> Result<KbsSession> {
+    let settings = resolve(global, Path::new(PROC_CMDLINE))?;
+    KbsSession::new(settings, &Platform::default())
+}
+
+impl KbsSession {
+    /// Builds a session from resolved settings on `platform`.
+    pub(crate) fn new(settings: KbsSettings, platform: &Platform) -> Result<Self> {
+        if settings.tee == TeeChoice::Sample {
+            tracing::warn!(
+                "--tee sample: the KBS gets FAKE evidence; this is for test KBSes only and proves nothing"
+            );
+        }
+        let attester = evidence::attester(settings.tee, platform)?;
+        let mut b = KbsClient::builder(&settings.url, attester)
+            .insecure_http(settings.insecure_http)
+            .timeout(settings.timeout)
+            .request_timeout(
+                settings
+                    .timeout
+                    .min(attest::kbs::client::DEFAULT_REQUEST_TIMEOUT),
+            );
+        if let Some(pem) = &settings.ca_pem {
+            b = b.extra_ca_pem(pem.clone());
+        }
+        let client = b
+            .build()
+            .with_context(|| format!("KBS URL from {}", settings.url_source))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        Ok(Self {
+            rt,
+            client,
+            settings,
+        })
+    }
+
+    /// Fetches one resource (attesting only when there is no usable token).
+    pub(crate) fn get_resource(&mut self, uri: &ResourceUri) -> Result<Secret> {
+        let secret = self.rt.block_on(self.client.get_resource(uri))?;
+        tracing::debug!(resource = %uri, bytes = secret.len(), "fetched KBS resource");
+        Ok(secret)
+    }
+
+    /// Runs a fresh handshake and returns what the KBS saw.
+    pub(crate) fn attest(&mut self) -> Result<AttestationInfo> {
+        Ok(self.rt.block_on(self.client.attest())?)
+    }
+
+    /// The resolved settings.
+    pub(crate) fn settings(&self) -> &KbsSettings {
+        &self.settings
+    }
+
+    /// The KBS base URL as used.
+    pub(crate) fn url(&self) -> &str {
+        self.client.url()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use crate::cli::Cli;
+    use clap::Parser as _;
+
+    fn global(args: &[&str]) -> GlobalArgs {
+        let mut v = vec!["ccmount"];
+        v.extend_from_slice(args);
+        v.push("attest");
+        Cli::try_parse_from(v).unwrap().global
+    }
+
+    #[test]
+    fn precedence_flag_config_cmdline() {
+        let d = tempfile::tempdir().unwrap();
+        let cmdline = d.path().join("cmdline");
+        std::fs::write(
+            &cmdline,
+            "quiet agent.aa_kbc_params=cc_kbc::https://boot:1 ro\n",
+        )
+        .unwrap();
+        let cfg = d.path().join("c.toml");
+        std::fs::write(&cfg, "[kbs]\nurl = \"https://cfg:2\"\ntee = \"sample\"\ntimeout = \"7s\"\ncert = \"ca.pem\"\n[secrets]\nx = 1\n").unwrap();
+        std::fs::write(d.path().join("ca.pem"), "PEM").unwrap();
+
+        let s = resolve(&global(&[]), &cmdline).unwrap();
+        assert_eq!(
+            (s.url.as_str(), s.url_source),
+            (
+                "https://boot:1",
+                "agent.aa_kbc_params on the kernel command line"
+            )
+        );
+        assert_eq!(s.tee, TeeChoice::Auto);
+        assert_eq!(s.timeout, DEFAULT_TIMEOUT);
+
+        let c = cfg.to_str().unwrap();
+        let s = resolve(&global(&["--config", c]), &cmdline).unwrap();
+        assert_eq!(s.url, "https://cfg:2");
+        assert_eq!(s.tee, TeeChoice::Sample);
+        assert_eq!(s.timeout, Duration::from_secs(7));
+        assert_eq!(s.ca_pem.as_deref(), Some(&b"PEM"[..]));
+
+        let s = resolve(
+            &global(&[
+                "--config",
+                c,
+                "--kbs-url",
+                "https://flag:3",
+                "--tee",
+                "snp",
+                "--timeout",
+                "2s",
+            ]),
+            &cmdline,
+        )
+        .unwrap();
+        assert_eq!(
+            (s.url.as_str(), s.tee, s.timeout),
+            ("https://flag:3", TeeChoice::Snp, Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn missing_url_and_bad_values_are_usage_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let none = d.path().join("absent");
+        let e = resolve(&global(&[]), &none).unwrap_err();
+        assert_eq!(crate::exit::classify(&e), Exit::Usage);
+        assert!(e.to_string().contains("--kbs-url"));
+
+        let cmdline = d.path().join("cmdline");
+        std::fs::write(&cmdline, "agent.aa_kbc_params=offline_fs_kbc::null").unwrap();
+        let e = resolve(&global(&[]), &cmdline).unwrap_err();
+        assert_eq!(crate::exit::classify(&e), Exit::Usage);
+
+        let cfg = d.path().join("c.toml");
+        std::fs::write(&cfg, "[kbs]\nurl = \"https://x\"\nbogus = 1\n").unwrap();
+        let e = resolve(&global(&["--config", cfg.to_str().unwrap()]), &none).unwrap_err();
+        assert_eq!(crate::exit::classify(&e), Exit::Usage);
+
+        let e = resolve(&global(&["--kbs-url", "https://x", "--tee", "sgx"]), &none).unwrap_err();
+        assert_eq!(crate::exit::classify(&e), Exit::Usage);
+    }
+
+    #[test]
+    fn inline_pem_in_config() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("c.toml");
+        std::fs::write(&cfg, "[kbs]\nurl = \"https://x\"\ncert = \"-----BEGIN CERTIFICATE-----\\nAA\\n-----END CERTIFICATE-----\"\ntimeout = 3\n").unwrap();
+        let s = resolve(
+            &global(&["--config", cfg.to_str().unwrap()]),
+            &d.path().join("n"),
+        )
+        .unwrap();
+        assert!(s.ca_pem.unwrap().starts_with(b"-----BEGIN"));
+        assert_eq!(s.timeout, Duration::from_secs(3));
+    }
+}

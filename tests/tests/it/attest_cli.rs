@@ -1,0 +1,224 @@
+//! `ccmount get-resource` and `ccmount attest` against the test KBS: outputs and exit codes
+//! (`docs/kbs-protocol.md`). Needs the `ccmount` binary of this build (`cargo nextest run
+//! --workspace` builds it); skips with a reason when it is missing.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use test_kbs::{Endpoint, KbsConfig, Policy, TestKbs};
+
+fn ccmount() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("ccmount");
+    if bin.exists() {
+        Some(bin)
+    } else {
+        eprintln!(
+            "skipping: {} not built (run cargo build -p ccmount)",
+            bin.display()
+        );
+        None
+    }
+}
+
+struct Fixture {
+    kbs: TestKbs,
+    dir: tempfile::TempDir,
+    ca: PathBuf,
+}
+
+fn fixture(policy: Policy) -> Fixture {
+    let kbs = TestKbs::start(
+        KbsConfig::default()
+            .with_resource("default/key/model", b"pw\n".to_vec())
+            .with_policy(policy),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    kbs.write_ca(&ca).unwrap();
+    Fixture { kbs, dir, ca }
+}
+
+fn run(bin: &PathBuf, f: &Fixture, args: &[&str]) -> Output {
+    Command::new(bin)
+        .args([
+            "--kbs-url",
+            &f.kbs.url(),
+            "--kbs-cert",
+            f.ca.to_str().unwrap(),
+        ])
+        .args(["--tee", "sample", "--timeout", "10s", "-q"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn get_resource_to_stdout_and_file() {
+    let Some(bin) = ccmount() else { return };
+    let f = fixture(Policy::allow_all());
+    let out = run(&bin, &f, &["get-resource", "kbs:///default/key/model"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"pw\n");
+
+    let file = f.dir.path().join("key");
+    let p = file.to_str().unwrap();
+    let out = run(
+        &bin,
+        &f,
+        &["get-resource", "kbs:///default/key/model", "--out", p],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"pw\n");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o400
+    );
+    // Exists: refused without --force (5), replaced with it.
+    let out = run(
+        &bin,
+        &f,
+        &["get-resource", "kbs:///default/key/model", "--out", p],
+    );
+    assert_eq!(out.status.code(), Some(5));
+    let out = run(
+        &bin,
+        &f,
+        &[
+            "get-resource",
+            "kbs:///default/key/model",
+            "--out",
+            p,
+            "--force",
+            "--mode",
+            "0600",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn exit_codes() {
+    let Some(bin) = ccmount() else { return };
+    let f = fixture(Policy::trustee_default());
+    let out = run(&bin, &f, &["get-resource", "kbs:///default/key/model"]);
+    assert_eq!(out.status.code(), Some(34), "policy deny");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("resource policy") && !err.contains('\u{1b}'),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+
+    f.kbs.allow_tee("sample").unwrap();
+    let out = run(&bin, &f, &["get-resource", "kbs:///default/key/absent"]);
+    assert_eq!(out.status.code(), Some(35), "missing");
+    let out = run(&bin, &f, &["get-resource", "kbs:///default/../x"]);
+    assert_eq!(out.status.code(), Some(2), "bad URI");
+
+    // No CA: TLS failure (31).
+    let out = Command::new(&bin)
+        .args([
+            "--kbs-url",
+            &f.kbs.url(),
+            "--tee",
+            "sample",
+            "-q",
+            "get-resource",
+            "kbs:///a/b/c",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(31),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Nothing listening: unreachable (30), within the deadline.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(&bin)
+        .args([
+            "--kbs-url",
+            &format!("https://127.0.0.1:{port}"),
+            "--tee",
+            "sample",
+        ])
+        .args(["--timeout", "1s", "-q", "get-resource", "kbs:///a/b/c"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(30),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Plain http without the opt-in: usage (2).
+    let out = Command::new(&bin)
+        .args([
+            "--kbs-url",
+            "http://127.0.0.1:1",
+            "--tee",
+            "sample",
+            "-q",
+            "attest",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        f.kbs.request_count(Endpoint::Auth),
+        2,
+        "only the two allowed runs attested"
+    );
+}
+
+#[test]
+fn attest_json_shows_claims_not_secrets() {
+    let Some(bin) = ccmount() else { return };
+    let f = fixture(Policy::allow_all());
+    let out = run(&bin, &f, &["attest", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tee"], "sample");
+    assert_eq!(v["protocol_version"], "0.4.0");
+    assert_eq!(v["key_algorithm"], "ECDH-ES+A256KW");
+    assert!(v["token"]["exp"].as_u64().is_some());
+    assert!(v["token"]["claims"].is_object());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let bearer = f.kbs.requests().iter().find_map(|r| r.bearer.clone());
+    if let Some(b) = bearer {
+        assert!(!text.contains(&b), "the token itself is never printed");
+    }
+    let out = run(&bin, &f, &["attest"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tee:       sample"));
+}
