@@ -21,7 +21,7 @@ pub(crate) struct Cli {
 }
 
 /// Options every command accepts (attestation and output).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct GlobalArgs {
     /// KBS base URL, e.g. `https://kbs.example:8080` (else from --config or the kernel
     /// command line `agent.aa_kbc_params=cc_kbc::<url>`).
@@ -68,8 +68,11 @@ pub(crate) enum LogFormat {
 }
 
 /// Where the model key comes from. Exactly one source must be given.
+// The group is declared by hand (not derived) so that `--key-format`, a modifier of
+// `--key`, is not itself one of the mutually exclusive key sources.
 #[derive(Debug, Clone, Args)]
-#[group(id = "keysrc", multiple = false)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("keysrc").multiple(false)))]
 pub(crate) struct KeyArgs {
     /// Password file; its first line is the password (as gocryptfs -passfile).
     #[arg(long, value_name = "FILE", group = "keysrc")]
@@ -300,6 +303,9 @@ pub(crate) struct SecretsArgs {
     /// Fetch and write once, then exit (no SIGHUP/interval refresh).
     #[arg(long)]
     pub(crate) once: bool,
+    /// Also re-fetch every DURATION (e.g. 15m); overrides `[delivery] interval`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "once")]
+    pub(crate) interval: Option<Duration>,
 }
 
 /// `ccmount attest`.

@@ -11,6 +11,7 @@
 //! `insecure_http` (bool).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -186,6 +187,40 @@ pub(crate) struct KbsSession {
     rt: tokio::runtime::Runtime,
     client: KbsClient,
     settings: KbsSettings,
+}
+
+/// The process-wide session: built from the global options on first use, then shared by
+/// every consumer (key, manifest, secrets) so that one attestation serves them all.
+enum Shared {
+    Pending(Box<GlobalArgs>),
+    Ready(Box<KbsSession>),
+}
+
+static SHARED: OnceLock<Mutex<Shared>> = OnceLock::new();
+
+/// Records the global options for [`with_shared`]. Called once by `main`.
+pub(crate) fn install(global: &GlobalArgs) {
+    let _ = SHARED.set(Mutex::new(Shared::Pending(Box::new(global.clone()))));
+}
+
+/// Runs `f` on the process-wide session, building it on first use (no traffic until `f`
+/// asks for a resource).
+pub(crate) fn with_shared<T>(f: impl FnOnce(&mut KbsSession) -> Result<T>) -> Result<T> {
+    let cell = SHARED
+        .get()
+        .ok_or_else(|| anyhow::anyhow!("internal: KBS settings not installed"))?;
+    // A panic while holding the lock cannot leave a half-built session: take it anyway.
+    let mut guard = cell
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Shared::Pending(global) = &*guard {
+        let session = kbs_client(global)?;
+        *guard = Shared::Ready(Box::new(session));
+    }
+    match &mut *guard {
+        Shared::Ready(session) => f(session),
+        Shared::Pending(_) => unreachable!("the session was just built"),
+    }
 }
 
 /// Resolves the settings and builds the session. No network traffic yet: the first

@@ -4,7 +4,8 @@
 //!
 //! `--passfile` follows gocryptfs `-passfile` (first line, `\n` stripped, `\r` kept);
 //! `--masterkey-file` takes the 64 hex digits gocryptfs prints (dashes and line breaks
-//! allowed). The `kbs:///` arm is where the attestation client plugs in.
+//! allowed). `--key kbs:///…` fetches the secret over the process-wide attested session
+//! ([`kbs::with_shared`]) and reads it per `--key-format`.
 
 use std::fs::File;
 use std::io::Read;
@@ -14,8 +15,11 @@ use anyhow::{Context, Result};
 use fuse_decrypt::{KeySource, MasterKey};
 use zeroize::Zeroizing;
 
-use crate::cli::KeyArgs;
+use attest::ResourceUri;
+
+use crate::cli::{KeyArgs, KeyFormat};
 use crate::exit::{Exit, coded};
+use crate::kbs;
 
 /// Largest key or password file we read.
 const MAX_KEY_FILE: u64 = 64 * 1024;
@@ -67,15 +71,66 @@ pub(crate) fn load(args: &KeyArgs) -> Result<Option<KeySource>> {
         return Ok(Some(KeySource::MasterKey(key)));
     }
     if let Some(uri) = &args.key {
-        // The attestation client (issue: KBS key release) replaces this arm.
-        return Err(coded(
-            Exit::Usage,
-            format!(
-                "--key {uri}: fetching keys from a KBS is not available in this build yet; use --passfile or --masterkey-file"
-            ),
-        ));
+        return from_kbs(uri, args.key_format).map(Some);
     }
     Ok(None)
+}
+
+/// Fetches `uri` over the process-wide attested session and reads it as `format`.
+fn from_kbs(uri: &str, format: KeyFormat) -> Result<KeySource> {
+    let uri = ResourceUri::parse(uri).with_context(|| format!("--key {uri}"))?;
+    let secret = kbs::with_shared(|s| {
+        let url = s.url().to_owned();
+        s.get_resource(&uri)
+            .with_context(|| format!("fetching the key {uri} from {url}"))
+    })?;
+    key_from_resource(secret.expose(), format)
+        .with_context(|| format!("key {uri} (--key-format {})", format_name(format)))
+}
+
+fn format_name(format: KeyFormat) -> &'static str {
+    match format {
+        KeyFormat::Password => "password",
+        KeyFormat::Masterkey => "masterkey",
+    }
+}
+
+/// Interprets the bytes of a KBS resource. A password follows the passfile rule (first
+/// line, so a trailing newline stored with the secret does not change it); a master key is
+/// 32 raw bytes or 64 hex digits (dashes and white space allowed).
+pub(crate) fn key_from_resource(bytes: &[u8], format: KeyFormat) -> Result<KeySource> {
+    match format {
+        KeyFormat::Password => KeySource::password_from_passfile(bytes).map_err(|e| {
+            coded(
+                Exit::WrongKey,
+                format!("the resource is not a usable password ({e}); check what the KBS stores"),
+            )
+        }),
+        KeyFormat::Masterkey => {
+            let key = if bytes.len() == 32 {
+                MasterKey::from_bytes(bytes)
+            } else {
+                match std::str::from_utf8(bytes) {
+                    Ok(text) => MasterKey::from_hex(text.trim()),
+                    Err(_) => {
+                        return Err(coded(
+                            Exit::WrongKey,
+                            format!(
+                                "the resource holds {} bytes that are not hex: a master key is 32 raw bytes or 64 hex digits; use --key-format password for a password",
+                                bytes.len()
+                            ),
+                        ));
+                    }
+                }
+            };
+            key.map(KeySource::MasterKey).map_err(|e| {
+                coded(
+                    Exit::WrongKey,
+                    format!("the resource is not a master key ({e}): expected 32 raw bytes or 64 hex digits; use --key-format password for a password"),
+                )
+            })
+        }
+    }
 }
 
 /// Like [`load`], but a key is required.
@@ -86,4 +141,45 @@ pub(crate) fn require(args: &KeyArgs) -> Result<KeySource> {
             "a key is required: --passfile FILE, --masterkey-file FILE or --key kbs:///REPO/TYPE/TAG",
         )
     })
+}
+
+#[cfg(test)]
+mod kbs_format_tests {
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+    use super::*;
+    use crate::exit::classify;
+
+    #[test]
+    fn password_resources_follow_the_passfile_rule() {
+        let KeySource::Password(pw) =
+            key_from_resource(b"secret\nrest", KeyFormat::Password).unwrap()
+        else {
+            panic!("not a password")
+        };
+        assert_eq!(&pw[..], b"secret");
+        let e = key_from_resource(b"\n", KeyFormat::Password).unwrap_err();
+        assert_eq!(classify(&e), Exit::WrongKey);
+    }
+
+    #[test]
+    fn masterkey_resources_are_raw_or_hex() {
+        let raw = [7u8; 32];
+        let hex = hex::encode(raw);
+        for bytes in [
+            raw.to_vec(),
+            hex.clone().into_bytes(),
+            format!("{hex}\n").into_bytes(),
+        ] {
+            let KeySource::MasterKey(k) = key_from_resource(&bytes, KeyFormat::Masterkey).unwrap()
+            else {
+                panic!("not a master key")
+            };
+            assert_eq!(k.expose_secret(), &raw);
+        }
+        for bad in [&b"short"[..], &[0xffu8; 40][..], &hex.as_bytes()[..62]] {
+            let e = key_from_resource(bad, KeyFormat::Masterkey).unwrap_err();
+            assert_eq!(classify(&e), Exit::WrongKey);
+            assert!(format!("{e:#}").contains("--key-format password"));
+        }
+    }
 }

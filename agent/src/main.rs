@@ -21,14 +21,17 @@ mod progress;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     logging::init(&cli.global);
+    kbs::install(&cli.global);
     match cmd::dispatch(&cli.global, cli.command) {
         Ok(code) => code.code(),
-        Err(err) => report(&err),
+        Err(err) => report(&err, cli.global.log_format),
     }
 }
 
 /// Prints the error once, on one line, and maps it to its documented exit code.
-fn report(err: &anyhow::Error) -> ExitCode {
+/// With `--log-format json` the error is one JSON object too, so that log collectors that
+/// parse every stderr line (Kubernetes) see it.
+fn report(err: &anyhow::Error, format: cli::LogFormat) -> ExitCode {
     // A closed stdout (e.g. `| head`) is not a failure.
     if err
         .chain()
@@ -40,6 +43,19 @@ fn report(err: &anyhow::Error) -> ExitCode {
     let code = exit::classify(err);
     let mut stderr = std::io::stderr().lock();
     // `{:#}` joins the context chain with ": " on one line.
-    let _ = writeln!(stderr, "ccmount: error: {err:#}");
+    let message = format!("{err:#}");
+    let _ = match format {
+        cli::LogFormat::Text => writeln!(stderr, "ccmount: error: {message}"),
+        cli::LogFormat::Json => writeln!(
+            stderr,
+            "{}",
+            serde_json::json!({
+                "level": "ERROR",
+                "message": message,
+                "exit_code": code as i32,
+                "target": "ccmount",
+            })
+        ),
+    };
     code.code()
 }

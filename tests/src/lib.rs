@@ -27,6 +27,23 @@ pub fn tests_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The `ccmount` binary of this build (`target/<profile>/ccmount`, beside the test
+/// binary's `deps/`), or `None` with a printed reason when it was not built.
+#[must_use]
+pub fn ccmount_bin() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("ccmount");
+    if bin.is_file() {
+        Some(bin)
+    } else {
+        eprintln!(
+            "SKIP: {} not built (run cargo build -p ccmount)",
+            bin.display()
+        );
+        None
+    }
+}
+
 /// Prints a skip reason in a form `grep SKIP` finds, and returns from the test.
 #[macro_export]
 macro_rules! skip_unless {

@@ -2,10 +2,13 @@
 
 mod attest;
 mod decrypt;
+#[cfg(feature = "demo")]
+mod demo;
 mod encrypt;
 mod get_resource;
 mod info;
 mod load_gpu;
+mod secrets;
 mod verify;
 
 use std::io::Write;
@@ -29,9 +32,12 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
         Command::Manifest(_) => "manifest",
         Command::Mount(_) => "mount",
         Command::Umount(_) => "umount",
-        Command::Secrets(_) => "secrets",
+        Command::Secrets(a) => return secrets::run(global, &a),
         Command::LoadGpu(a) => return load_gpu::run(global, a),
         Command::BenchH2d(a) => return load_gpu::bench_h2d(global, a),
+        #[cfg(feature = "demo")]
+        Command::Demo(a) => return demo::run(global, &a),
+        #[cfg(not(feature = "demo"))]
         Command::Demo(_) => "demo",
     };
     Err(coded(

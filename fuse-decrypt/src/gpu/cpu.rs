@@ -78,6 +78,9 @@ pub struct CpuStats {
     pub gate_timeouts: u64,
     /// Device bytes currently allocated.
     pub live_device_bytes: u64,
+    /// The highest device offset any successful copy wrote up to (end of its range), over
+    /// the target's life: a test's check that no byte past a point was ever sent.
+    pub max_copied_end: u64,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +92,7 @@ struct State {
     max_completed: Option<u64>,
     out_of_order: bool,
     gate_timeouts: u64,
+    max_copied_end: u64,
 }
 
 #[derive(Debug)]
@@ -244,6 +248,7 @@ impl CpuTarget {
             out_of_order: st.out_of_order,
             gate_timeouts: st.gate_timeouts,
             live_device_bytes: self.shared.live.load(Ordering::SeqCst),
+            max_copied_end: st.max_copied_end,
         }
     }
 
@@ -305,6 +310,9 @@ fn engine(sh: &Shared, rx: &Mutex<Receiver<Job>>) {
             }
             st.max_completed = Some(st.max_completed.map_or(job.seq, |m| m.max(job.seq)));
             st.completed.insert(job.seq);
+            if result.is_ok() {
+                st.max_copied_end = st.max_copied_end.max(job.offset + job.len as u64);
+            }
         }
         sh.cv.notify_all();
         // Let go of the device memory before reporting completion, as a finished DMA does:

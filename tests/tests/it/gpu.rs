@@ -234,6 +234,9 @@ fn tampered_block_aborts_the_load_names_file_and_block_and_frees_the_device() {
         let msg = err.to_string();
         assert!(msg.contains("bad.bin") && msg.contains("block 5"), "{msg}");
         assert_eq!(target.live_device_bytes(), 0, "device memory leaked");
+        // Nothing of the chunk holding the bad block (blocks 4..6) reached the device.
+        let sent = target.stats().max_copied_end;
+        assert!(sent <= 4 * 4096, "bytes up to {sent} were copied");
         // The loader (and its staging ring) is still usable.
         let f = loader
             .load_path(&dir, Path::new("ok.bin"), &NoProgress)
@@ -610,4 +613,57 @@ proptest! {
         }
         fuse_decrypt::internal::fuzzing::safetensors_header(&file);
     }
+}
+
+/// On a host with a CUDA driver and device: byte-exact loads of several shapes into real
+/// device memory (read back and compared), the device-copy check, and a tampered block
+/// refused with nothing returned. Elsewhere it prints `skipped: no GPU (reason)`.
+#[test]
+fn cuda_device_loads_byte_exact_and_refuses_tampered_blocks() {
+    use fuse_decrypt::gpu::cuda::{CudaOptions, CudaTarget};
+    let target = match CudaTarget::new(0, CudaOptions::default()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("SKIP {}: skipped: no GPU ({e})", module_path!());
+            return;
+        }
+    };
+    let files: Vec<(String, Vec<u8>)> = sizes();
+    let named: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+    let (_tmp, dir) = tree(&named);
+    for (chunk, depth) in [(4096, 1), (CHUNK, 3), (1 << 20, 2)] {
+        let mut loader = Loader::new(&target, opts(chunk, depth)).unwrap();
+        for (name, data) in &files {
+            let f = loader
+                .load_path(&dir, Path::new(name), &NoProgress)
+                .unwrap();
+            let mut back = vec![0u8; data.len()];
+            if !back.is_empty() {
+                use fuse_decrypt::gpu::CopyTarget as _;
+                target.read_back(&f.device, 0, &mut back).unwrap();
+            }
+            assert!(back == *data, "{name} chunk {chunk} depth {depth}");
+            loader.verify(&f).unwrap();
+        }
+    }
+    // Tamper with the largest file and load it again.
+    let (name, _) = files.iter().max_by_key(|(_, d)| d.len()).unwrap();
+    let cp = cipher_path(&dir, name);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&cp)
+        .unwrap();
+    let at = 18 + dir.content().geometry().cipher_bs() + 3;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x10], at).unwrap();
+    let mut loader = Loader::new(&target, opts(CHUNK, 3)).unwrap();
+    let err = loader
+        .load_path(&dir, Path::new(name), &NoProgress)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Authentication { block: 1, .. }),
+        "{err:?}"
+    );
 }

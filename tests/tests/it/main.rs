@@ -15,7 +15,10 @@
 mod attest_cli;
 mod attest_flow;
 mod corpus;
+mod demo;
 mod gpu;
 mod hostile;
 mod interop;
+mod kbs_key;
 mod roundtrip;
+mod secrets;

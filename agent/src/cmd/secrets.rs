@@ -1,0 +1,388 @@
+//! `ccmount secrets --config FILE [--once] [--interval DURATION]`: secret delivery.
+//!
+//! Reads `[[secrets]]` (and an optional `[model]` job) from the TOML config, attests once,
+//! fetches every resource over the shared session (one token for the key and all secrets),
+//! and writes each file atomically with its mode. Then, unless `--once`, it stays up and
+//! re-fetches on SIGHUP and every `interval`; SIGTERM/SIGINT end it with exit 0. A failed
+//! refresh keeps the files already delivered and is retried at the next trigger.
+//!
+//! Mirrors the product brief's flow 4 (secrets for the inference server) and the CoCo
+//! "confidential data hub" habit of sealed secrets written to a tmpfs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use attest::ResourceUri;
+use clap::Parser as _;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::cli::{Cli, GlobalArgs, SecretsArgs, parse_duration};
+use crate::exit::{Exit, coded};
+use crate::kbs;
+
+/// Default permission bits of a delivered secret.
+const DEFAULT_MODE: u32 = 0o400;
+
+#[derive(Debug, Deserialize)]
+struct FileConfig {
+    #[serde(default)]
+    secrets: Vec<SecretEntry>,
+    #[serde(default)]
+    delivery: Option<Delivery>,
+    #[serde(default)]
+    model: Option<ModelJob>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SecretEntry {
+    resource: String,
+    path: PathBuf,
+    #[serde(default)]
+    mode: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Delivery {
+    /// Re-fetch period, e.g. "15m".
+    interval: Option<String>,
+}
+
+/// The model job run before the secrets are delivered, in the same process and session.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelJob {
+    cipherdir: PathBuf,
+    key: String,
+    #[serde(default)]
+    key_format: Option<String>,
+    #[serde(default)]
+    decrypt_to: Option<PathBuf>,
+    #[serde(default)]
+    expect: Option<String>,
+}
+
+/// One validated secret to deliver.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) uri: ResourceUri,
+    pub(crate) path: PathBuf,
+    pub(crate) mode: u32,
+}
+
+/// The validated `secrets` plan.
+#[derive(Debug)]
+struct Plan {
+    targets: Vec<Target>,
+    interval: Option<Duration>,
+    model: Option<Vec<String>>,
+}
+
+/// Runs the command.
+pub(crate) fn run(global: &GlobalArgs, args: &SecretsArgs) -> Result<Exit> {
+    let Some(config) = &global.config else {
+        return Err(coded(
+            Exit::Usage,
+            "ccmount secrets needs --config FILE listing [[secrets]] (see docs/deploy/config-example.toml)",
+        ));
+    };
+    let plan = load_plan(config, args.interval)?;
+    if let Some(argv) = &plan.model {
+        run_model_job(global, argv)?;
+    }
+    deliver(&plan.targets)?;
+    if args.once {
+        return Ok(Exit::Ok);
+    }
+    wait_and_refresh(&plan)
+}
+
+/// Parses and checks the config before any network traffic.
+fn load_plan(path: &Path, interval_flag: Option<Duration>) -> Result<Plan> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let cfg: FileConfig = toml::from_str(&text).map_err(|e| {
+        coded(
+            Exit::Usage,
+            format!(
+                "invalid config file {}: {}",
+                path.display(),
+                e.message().trim()
+            ),
+        )
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut seen = BTreeSet::new();
+    let mut targets = Vec::with_capacity(cfg.secrets.len());
+    for (i, s) in cfg.secrets.iter().enumerate() {
+        let what = format!("[[secrets]] #{} in {}", i + 1, path.display());
+        let uri = ResourceUri::parse(&s.resource).with_context(|| what.clone())?;
+        let mode = match &s.mode {
+            Some(m) => parse_mode(m).with_context(|| what.clone())?,
+            None => DEFAULT_MODE,
+        };
+        let p = if s.path.is_absolute() {
+            s.path.clone()
+        } else {
+            base.join(&s.path)
+        };
+        if p.file_name().is_none() {
+            return Err(coded(
+                Exit::Usage,
+                format!("{what}: path {} must name a file", s.path.display()),
+            ));
+        }
+        if !seen.insert(p.clone()) {
+            return Err(coded(
+                Exit::Usage,
+                format!("{what}: path {} is listed twice", p.display()),
+            ));
+        }
+        targets.push(Target { uri, path: p, mode });
+    }
+    let interval = match (interval_flag, cfg.delivery.and_then(|d| d.interval)) {
+        (Some(d), _) => Some(d),
+        (None, Some(s)) => Some(parse_duration(&s).map_err(|e| {
+            coded(
+                Exit::Usage,
+                format!("[delivery] interval in {}: {e}", path.display()),
+            )
+        })?),
+        (None, None) => None,
+    };
+    if interval.is_some_and(|d| d < Duration::from_secs(1)) {
+        return Err(coded(
+            Exit::Usage,
+            "the refresh interval must be at least 1s",
+        ));
+    }
+    let model = cfg.model.map(|m| model_argv(&m, base)).transpose()?;
+    if targets.is_empty() && model.is_none() {
+        return Err(coded(
+            Exit::Usage,
+            format!(
+                "{} lists no [[secrets]] and no [model]: nothing to do",
+                path.display()
+            ),
+        ));
+    }
+    Ok(Plan {
+        targets,
+        interval,
+        model,
+    })
+}
+
+/// The `[model]` job as the equivalent command line (parsed by the same clap definitions,
+/// so it gets exactly the checks a typed command gets). It holds no secret: only paths
+/// and resource URIs.
+fn model_argv(m: &ModelJob, base: &Path) -> Result<Vec<String>> {
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let Some(out) = &m.decrypt_to else {
+        return Err(coded(
+            Exit::Usage,
+            "[model] needs decrypt_to = \"DIR\" (the directory the plaintext model is written to)",
+        ));
+    };
+    let mut argv = vec![
+        "ccmount".to_owned(),
+        "decrypt".to_owned(),
+        abs(&m.cipherdir).to_string_lossy().into_owned(),
+        abs(out).to_string_lossy().into_owned(),
+        "--force".to_owned(),
+        "--key".to_owned(),
+        m.key.clone(),
+    ];
+    if let Some(f) = &m.key_format {
+        argv.extend(["--key-format".to_owned(), f.clone()]);
+    }
+    if let Some(e) = &m.expect {
+        argv.extend(["--expect".to_owned(), e.clone()]);
+    }
+    Ok(argv)
+}
+
+fn run_model_job(global: &GlobalArgs, argv: &[String]) -> Result<()> {
+    let cli = Cli::try_parse_from(argv)
+        .map_err(|e| coded(Exit::Usage, format!("[model] in the config file: {e}")))?;
+    tracing::info!(job = %argv[1..3].join(" "), "running the [model] job");
+    match super::dispatch(global, cli.command)? {
+        Exit::Ok => Ok(()),
+        other => Err(coded(other, "the [model] job failed")),
+    }
+}
+
+/// Fetches every secret (all before writing any, so a failure leaves the previous set
+/// intact), then writes each atomically.
+pub(crate) fn deliver(targets: &[Target]) -> Result<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let fetched: Vec<Zeroizing<Vec<u8>>> = kbs::with_shared(|s| {
+        let url = s.url().to_owned();
+        targets
+            .iter()
+            .map(|t| {
+                s.get_resource(&t.uri)
+                    .map(|secret| Zeroizing::new(secret.expose().to_vec()))
+                    .with_context(|| format!("fetching {} from {url}", t.uri))
+            })
+            .collect()
+    })?;
+    for (t, bytes) in targets.iter().zip(&fetched) {
+        super::get_resource::write_atomic(&t.path, bytes, t.mode)
+            .with_context(|| format!("writing {} (for {})", t.path.display(), t.uri))?;
+        tracing::info!(resource = %t.uri, path = %t.path.display(), mode = format!("{:o}", t.mode), bytes = bytes.len(), "delivered secret");
+    }
+    Ok(())
+}
+
+/// What woke the refresh loop.
+enum Wake {
+    Hangup,
+    Tick,
+    Stop,
+}
+
+fn wait_and_refresh(plan: &Plan) -> Result<Exit> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal runtime")?;
+    let (mut hup, mut term, mut int) = rt
+        .block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::hangup())?,
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })
+        .context("installing signal handlers")?;
+    tracing::info!(
+        interval = ?plan.interval,
+        "secrets delivered; refreshing on SIGHUP{}",
+        if plan.interval.is_some() { " and on the interval" } else { "" }
+    );
+    loop {
+        let wake = rt.block_on(async {
+            let tick = async {
+                match plan.interval {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = hup.recv() => Wake::Hangup,
+                _ = term.recv() => Wake::Stop,
+                _ = int.recv() => Wake::Stop,
+                () = tick => Wake::Tick,
+            }
+        });
+        let why = match wake {
+            Wake::Stop => {
+                tracing::info!("stopping on signal");
+                return Ok(Exit::Ok);
+            }
+            Wake::Hangup => "SIGHUP",
+            Wake::Tick => "interval",
+        };
+        match deliver(&plan.targets) {
+            Ok(()) => tracing::info!(trigger = why, "secrets refreshed"),
+            // Keep serving the files already there; the next trigger retries.
+            Err(e) => tracing::error!(
+                trigger = why,
+                "refresh failed, previous secrets kept: {e:#}"
+            ),
+        }
+    }
+}
+
+/// Parses an octal mode such as `0400`.
+fn parse_mode(s: &str) -> Result<u32> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            coded(
+                Exit::Usage,
+                format!("invalid mode {s:?}: use octal permissions such as \"0400\""),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use crate::exit::classify;
+
+    fn plan(text: &str) -> Result<Plan> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        load_plan(&p, None)
+    }
+
+    #[test]
+    fn a_valid_config_is_planned() {
+        let p = plan(
+            r#"
+[kbs]
+url = "https://127.0.0.1:1"
+[delivery]
+interval = "2m"
+[[secrets]]
+resource = "kbs:///default/a/b"
+path = "/run/x/tls.key"
+[[secrets]]
+resource = "kbs:///default/a/c"
+path = "rel/api"
+mode = "0440"
+[model]
+cipherdir = "enc"
+key = "kbs:///default/aliyun/model-decryption-key"
+decrypt_to = "/dev/shm/m"
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.targets.len(), 2);
+        assert_eq!(p.targets[0].mode, 0o400);
+        assert_eq!(p.targets[1].mode, 0o440);
+        assert!(p.targets[1].path.is_absolute());
+        assert_eq!(p.interval, Some(Duration::from_secs(120)));
+        let argv = p.model.unwrap();
+        assert_eq!(argv[1], "decrypt");
+        assert!(Cli::try_parse_from(&argv).is_ok());
+    }
+
+    #[test]
+    fn bad_configs_are_usage_errors() {
+        for bad in [
+            "",
+            "[[secrets]]\nresource = \"http://x/a/b/c\"\npath = \"/a\"",
+            "[[secrets]]\nresource = \"kbs:///a/b/c\"\npath = \"/a\"\nmode = \"999\"",
+            "[[secrets]]\nresource = \"kbs:///a/b/c\"\npath = \"/a\"\n[[secrets]]\nresource = \"kbs:///a/b/d\"\npath = \"/a\"",
+            "[[secrets]]\nresource = \"kbs:///a/b/c\"\npath = \"/a\"\nextra = 1",
+            "[[secrets]]\nresource = \"kbs:///a/b/c\"\npath = \"/a\"\n[delivery]\ninterval = \"0s\"",
+            "[model]\ncipherdir = \"x\"\nkey = \"kbs:///a/b/c\"",
+            "not toml",
+        ] {
+            let e = plan(bad).unwrap_err();
+            assert!(
+                matches!(classify(&e), Exit::Usage | Exit::Internal),
+                "{bad}: {e:#}"
+            );
+        }
+    }
+}

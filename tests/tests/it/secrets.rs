@@ -1,0 +1,299 @@
+//! `ccmount secrets --config FILE`: delivery of KBS resources to files (contents, modes,
+//! atomic replace), the `[model]` job in the same attested session, refresh on SIGHUP and
+//! on an interval, and a failed refresh that keeps the previous files.
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use e2e::{ccmount_bin, run_with_timeout, tree};
+use test_kbs::{Endpoint, KbsConfig, Policy, TestKbs};
+
+struct Setup {
+    kbs: TestKbs,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+fn setup(extra: &str) -> Setup {
+    let kbs = TestKbs::start(
+        KbsConfig::default()
+            .with_resource("default/inference/tls-key", b"-----KEY v1-----\n".to_vec())
+            .with_resource(
+                "default/inference/tls-cert",
+                b"-----CERT v1-----\n".to_vec(),
+            )
+            .with_resource("default/inference/api-key", b"api-key-v1".to_vec())
+            .with_policy(Policy::allow_all()),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    kbs.write_ca(&ca).unwrap();
+    let config = dir.path().join("ccmount.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[kbs]
+url = "{url}"
+cert = "ca.pem"
+tee = "sample"
+timeout = "20s"
+
+[[secrets]]
+resource = "kbs:///default/inference/tls-key"
+path = "out/tls.key"
+
+[[secrets]]
+resource = "kbs:///default/inference/tls-cert"
+path = "out/tls.crt"
+mode = "0444"
+
+[[secrets]]
+resource = "kbs:///default/inference/api-key"
+path = "out/api-key"
+mode = "0440"
+{extra}"#,
+            url = kbs.url()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("out")).unwrap();
+    Setup { kbs, dir, config }
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills the daemon if a test fails half-way.
+struct Daemon(Child);
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let st = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn secrets_once_with_model_job_uses_one_attestation() {
+    let Some(bin) = ccmount_bin() else { return };
+    // A model encrypted with our writer, its password in the KBS.
+    let s0 = tempfile::tempdir().unwrap();
+    let plain = s0.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    tree::generate(
+        &plain,
+        5,
+        tree::TreeOpts {
+            random_files: 4,
+            max_size: 50_000,
+            big: false,
+            ..tree::TreeOpts::default()
+        },
+    );
+    let s = setup(&format!(
+        "\n[model]\ncipherdir = \"{}\"\nkey = \"kbs:///default/model/password\"\ndecrypt_to = \"plain-out\"\n",
+        s0.path().join("cipher").display()
+    ));
+    let pass = s0.path().join("pass");
+    std::fs::write(&pass, b"model password\n").unwrap();
+    let out = run_with_timeout(
+        Command::new(&bin)
+            .args(["-q", "encrypt"])
+            .arg(&plain)
+            .arg(s0.path().join("cipher"))
+            .args(["--scryptn", "10", "--passfile"])
+            .arg(&pass),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.kbs
+        .set_resource("default/model/password", b"model password\n".to_vec())
+        .unwrap();
+
+    let out = run_with_timeout(
+        Command::new(&bin)
+            .arg("--config")
+            .arg(&s.config)
+            .args(["secrets", "--once"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o = s.dir.path().join("out");
+    assert_eq!(
+        std::fs::read(o.join("tls.key")).unwrap(),
+        b"-----KEY v1-----\n"
+    );
+    assert_eq!(
+        std::fs::read(o.join("tls.crt")).unwrap(),
+        b"-----CERT v1-----\n"
+    );
+    assert_eq!(std::fs::read(o.join("api-key")).unwrap(), b"api-key-v1");
+    assert_eq!(mode(&o.join("tls.key")), 0o400);
+    assert_eq!(mode(&o.join("tls.crt")), 0o444);
+    assert_eq!(mode(&o.join("api-key")), 0o440);
+    let d = tree::diff(
+        &tree::snapshot(&s.dir.path().join("plain-out")),
+        &tree::snapshot(&plain),
+        false,
+        false,
+    );
+    assert!(d.is_empty(), "{d:#?}");
+    // One attestation served the model key and the three secrets.
+    assert_eq!(s.kbs.request_count(Endpoint::Auth), 1);
+    assert_eq!(s.kbs.request_count(Endpoint::Attest), 1);
+    assert_eq!(s.kbs.request_count(Endpoint::Resource), 4);
+    // Nothing but the three files in the output directory (no temporary files).
+    assert_eq!(std::fs::read_dir(&o).unwrap().count(), 3);
+}
+
+#[test]
+fn secrets_refresh_on_sighup_replaces_atomically_and_keeps_old_on_failure() {
+    let Some(bin) = ccmount_bin() else { return };
+    let s = setup("");
+    let child = Command::new(&bin)
+        .arg("--config")
+        .arg(&s.config)
+        .arg("secrets")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut d = Daemon(child);
+    let key = s.dir.path().join("out/tls.key");
+    wait_for("first delivery", || {
+        std::fs::read(&key).is_ok_and(|b| b == b"-----KEY v1-----\n")
+            && s.dir.path().join("out/api-key").exists()
+    });
+    let ino = std::fs::metadata(&key).unwrap().ino();
+
+    s.kbs
+        .set_resource("default/inference/tls-key", b"-----KEY v2-----\n".to_vec())
+        .unwrap();
+    signal(&d.0, "-HUP");
+    wait_for("refresh after SIGHUP", || {
+        std::fs::read(&key).is_ok_and(|b| b == b"-----KEY v2-----\n")
+    });
+    // Replaced by rename (a new inode), mode kept, no temporary files left.
+    assert_ne!(std::fs::metadata(&key).unwrap().ino(), ino);
+    assert_eq!(mode(&key), 0o400);
+    assert_eq!(
+        std::fs::read_dir(s.dir.path().join("out")).unwrap().count(),
+        3
+    );
+
+    // A resource disappears: the refresh fails, the daemon lives on, the old file stays.
+    assert!(s.kbs.remove_resource("default/inference/api-key"));
+    let before = s.kbs.request_count(Endpoint::Resource);
+    signal(&d.0, "-HUP");
+    wait_for("the failed refresh", || {
+        s.kbs.request_count(Endpoint::Resource) > before
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        d.0.try_wait().unwrap().is_none(),
+        "daemon exited on a failed refresh"
+    );
+    assert_eq!(
+        std::fs::read(s.dir.path().join("out/api-key")).unwrap(),
+        b"api-key-v1"
+    );
+
+    // The token was reused across refreshes.
+    assert_eq!(s.kbs.request_count(Endpoint::Auth), 1);
+
+    signal(&d.0, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = d.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn secrets_refresh_on_interval() {
+    let Some(bin) = ccmount_bin() else { return };
+    let s = setup("");
+    let child = Command::new(&bin)
+        .arg("--config")
+        .arg(&s.config)
+        .args(["secrets", "--interval", "1s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _d = Daemon(child);
+    let api = s.dir.path().join("out/api-key");
+    wait_for("first delivery", || api.exists());
+    s.kbs
+        .set_resource("default/inference/api-key", b"api-key-v2".to_vec())
+        .unwrap();
+    wait_for("refresh on the interval", || {
+        std::fs::read(&api).is_ok_and(|b| b == b"api-key-v2")
+    });
+    assert_eq!(mode(&api), 0o440);
+}
+
+#[test]
+fn secrets_without_config_or_with_bad_config_is_a_usage_error() {
+    let Some(bin) = ccmount_bin() else { return };
+    let out = run_with_timeout(
+        Command::new(&bin).args(["secrets", "--once"]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+    let d = tempfile::tempdir().unwrap();
+    let c = d.path().join("c.toml");
+    std::fs::write(
+        &c,
+        "[[secrets]]\nresource = \"kbs:///a/b/c\"\npath = \"/x\"\nmode = \"9\"\n",
+    )
+    .unwrap();
+    let out = run_with_timeout(
+        Command::new(&bin)
+            .arg("--config")
+            .arg(&c)
+            .args(["secrets", "--once"]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
