@@ -223,6 +223,19 @@ pub(crate) fn with_shared<T>(f: impl FnOnce(&mut KbsSession) -> Result<T>) -> Re
     }
 }
 
+/// Runs `f` on the process-wide session only if something already built it (receipts:
+/// never resolves settings or attests just to report).
+pub(crate) fn with_existing<T>(f: impl FnOnce(&KbsSession) -> T) -> Option<T> {
+    let guard = SHARED
+        .get()?
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match &*guard {
+        Shared::Ready(session) => Some(f(session)),
+        Shared::Pending(_) => None,
+    }
+}
+
 /// Resolves the settings and builds the session. No network traffic yet: the first
 /// [`KbsSession::get_resource`] or [`KbsSession::attest`] attests.
 pub(crate) fn kbs_client(global: &GlobalArgs) -> Result<KbsSession> {
@@ -284,6 +297,16 @@ impl KbsSession {
     /// The KBS base URL as used.
     pub(crate) fn url(&self) -> &str {
         self.client.url()
+    }
+
+    /// The TEE this session attests as.
+    pub(crate) fn tee(&self) -> attest::Tee {
+        self.client.tee()
+    }
+
+    /// Expiry of the cached token (seconds since the epoch), once attested.
+    pub(crate) fn token_expiry(&self) -> Option<u64> {
+        self.client.token_claims().and_then(|c| c.exp)
     }
 }
 

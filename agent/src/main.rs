@@ -16,7 +16,9 @@ mod exit;
 mod kbs;
 mod keys;
 mod logging;
+mod pin;
 mod progress;
+mod receipt;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

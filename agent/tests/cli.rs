@@ -361,9 +361,14 @@ fn verify_manifest_and_no_key() {
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&fs::read(&man).unwrap()).unwrap();
-    assert_eq!(v["schema"], "ccmount.manifest/v1");
+    assert_eq!(v["schema"], "ccmount.manifest/v2");
     let m = corpus::manifest();
-    let files = v["files"].as_array().unwrap();
+    let files: Vec<&serde_json::Value> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "file")
+        .collect();
     assert_eq!(
         files.len(),
         m.variants["default"]

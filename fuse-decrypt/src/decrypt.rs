@@ -21,12 +21,14 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, Timespec, Timestamps};
 use rustix::io::Errno;
+use sha2::{Digest, Sha256};
 
 use crate::Progress;
 use crate::cipherdir::{CipherDir, Entry, FileKind};
 use crate::contentenc::PLAIN_BS;
 use crate::cryptocore::fill_random;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{CorruptError, Error, ErrorKind, Result};
+use crate::manifest::{EntryKind, Manifest};
 use crate::reader::CipherFile;
 use crate::walk::walk;
 
@@ -139,9 +141,92 @@ pub fn decrypt_tree(
     opts: &DecryptOptions,
     progress: &dyn Progress,
 ) -> Result<DecryptSummary> {
+    decrypt_impl(dir, out, opts, None, progress)
+}
+
+/// [`decrypt_tree`] that also holds every entry to `pin` while writing it, so that storage
+/// changed after an earlier [`crate::manifest::check`] cannot slip in: an entry not in the
+/// manifest (or of another type) is not written; a file whose file ID or size differs is
+/// not decrypted; a file whose decrypted content does not hash to the pinned SHA-256 (read
+/// back from the temporary file) is not renamed into place; a symlink whose target differs
+/// is not created; a pinned entry that is gone is a problem. Each is a
+/// [`CorruptError::Pin`](crate::CorruptError::Pin) problem in the summary.
+///
+/// # Errors
+/// As [`decrypt_tree`].
+pub fn decrypt_tree_pinned(
+    dir: &CipherDir,
+    out: &Path,
+    opts: &DecryptOptions,
+    pin: &Manifest,
+    progress: &dyn Progress,
+) -> Result<DecryptSummary> {
+    decrypt_impl(dir, out, opts, Some(pin), progress)
+}
+
+fn pin_error(path: &Path, what: impl Into<String>) -> Error {
+    Error::corrupt(path, CorruptError::Pin(what.into()))
+}
+
+fn decrypt_impl(
+    dir: &CipherDir,
+    out: &Path,
+    opts: &DecryptOptions,
+    pin: Option<&Manifest>,
+    progress: &dyn Progress,
+) -> Result<DecryptSummary> {
     let root_fd = prepare_outdir(out, opts.force)?;
-    let tree = walk(dir)?;
+    let mut tree = walk(dir)?;
     let mut summary = DecryptSummary::default();
+    if let Some(pin) = pin {
+        let mut refused: Vec<PathBuf> = Vec::new();
+        let seen: std::collections::HashSet<&Path> = tree
+            .entries
+            .iter()
+            .map(|e| e.plain_path.as_path())
+            .collect();
+        for p in &pin.entries {
+            if !seen.contains(p.path.as_path()) {
+                summary.problems.push(DecryptProblem {
+                    path: p.path.clone(),
+                    error: pin_error(&p.path, "missing"),
+                    warning: false,
+                });
+            }
+        }
+        for e in &tree.entries {
+            if refused.iter().any(|r| e.plain_path.starts_with(r)) {
+                continue;
+            }
+            let ok = match (pin.get(&e.plain_path).map(|p| &p.kind), e.kind) {
+                (Some(EntryKind::File(_)), FileKind::File)
+                | (Some(EntryKind::Dir), FileKind::Dir)
+                | (Some(EntryKind::Symlink(_)), FileKind::Symlink)
+                | (Some(EntryKind::Other), FileKind::Other) => true,
+                (None, _) => {
+                    summary.problems.push(DecryptProblem {
+                        path: e.plain_path.clone(),
+                        error: pin_error(&e.plain_path, "not in the manifest (not written)"),
+                        warning: false,
+                    });
+                    false
+                }
+                (Some(_), _) => {
+                    summary.problems.push(DecryptProblem {
+                        path: e.plain_path.clone(),
+                        error: pin_error(&e.plain_path, "another type (not written)"),
+                        warning: false,
+                    });
+                    false
+                }
+            };
+            if !ok {
+                refused.push(e.plain_path.clone());
+            }
+        }
+        tree.entries
+            .retain(|e| !refused.iter().any(|r| e.plain_path.starts_with(r)));
+    }
     for p in tree.problems {
         summary.problems.push(DecryptProblem {
             path: p.cipher_path,
@@ -193,7 +278,7 @@ pub fn decrypt_tree(
             continue;
         }
         match e.kind {
-            FileKind::Symlink => match write_symlink(dir, &root_fd, e, opts.force) {
+            FileKind::Symlink => match write_symlink(dir, &root_fd, e, opts.force, pin) {
                 Ok(()) => summary.symlinks += 1,
                 Err(err) => report(&e.plain_path, err),
             },
@@ -222,7 +307,7 @@ pub fn decrypt_tree(
         .par_iter()
         .with_max_len(1)
         .map(
-            |e| match write_file(dir, &root_fd, e, opts.force, progress) {
+            |e| match write_file(dir, &root_fd, e, opts.force, pin, progress) {
                 Ok(n) => (n, None),
                 Err(err) => (0, Some(err)),
             },
@@ -382,8 +467,22 @@ fn commit(pfd: &OwnedFd, tmp: &OsStr, name: &OsStr, rel: &Path, force: bool) -> 
     })
 }
 
-fn write_symlink(dir: &CipherDir, root: &OwnedFd, e: &Entry, force: bool) -> Result<()> {
+fn write_symlink(
+    dir: &CipherDir,
+    root: &OwnedFd,
+    e: &Entry,
+    force: bool,
+    pin: Option<&Manifest>,
+) -> Result<()> {
     let target = dir.read_link(e)?;
+    if let Some(EntryKind::Symlink(t)) = pin.and_then(|p| p.get(&e.plain_path)).map(|p| &p.kind)
+        && *t != target
+    {
+        return Err(pin_error(
+            &e.plain_path,
+            "symlink target differs (not written)",
+        ));
+    }
     let (parent, name) = split_path(&e.plain_path);
     let pfd = open_rel_dir(root, parent)?;
     let tmp = temp_name()?;
@@ -403,16 +502,29 @@ fn write_file(
     root: &OwnedFd,
     e: &Entry,
     force: bool,
+    pin: Option<&Manifest>,
     progress: &dyn Progress,
 ) -> Result<u64> {
     let cf = dir.open_file(e)?;
+    let pinned = match pin.and_then(|p| p.get(&e.plain_path)).map(|p| &p.kind) {
+        Some(EntryKind::File(f)) => Some(*f),
+        _ => None,
+    };
+    if let Some(f) = &pinned
+        && (f.file_id != cf.file_id() || f.size != cf.plain_size())
+    {
+        return Err(pin_error(
+            &e.plain_path,
+            "file ID or size differs (not written)",
+        ));
+    }
     let (parent, name) = split_path(&e.plain_path);
     let pfd = open_rel_dir(root, parent)?;
     let tmp = temp_name()?;
     let fd = rustix::fs::openat(
         &pfd,
         tmp.as_os_str(),
-        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
     )
     .map_err(|err| Error::io("creating", &e.plain_path, err.into()))?;
@@ -421,6 +533,14 @@ fn write_file(
         write_pieces(&cf, &out, progress)?;
         out.set_len(cf.plain_size())
             .map_err(|err| Error::io("writing", &e.plain_path, err))?;
+        if let Some(f) = &pinned
+            && hash_written(&out, &e.plain_path)? != f.sha256
+        {
+            return Err(pin_error(
+                &e.plain_path,
+                "content differs (sha256; not renamed into place)",
+            ));
+        }
         let (xattrs, bad) = dir.xattrs(e)?;
         if let Some(err) = bad.into_iter().next() {
             return Err(err);
@@ -454,6 +574,25 @@ fn write_file(
             Err(err)
         }
     }
+}
+
+/// SHA-256 of what was written to the temporary file (read back through the same handle).
+fn hash_written(out: &File, path: &Path) -> Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    loop {
+        match out.read_at(&mut buf, off) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(buf.get(..n).unwrap_or_default());
+                off += n as u64;
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(Error::io("reading back", path, err)),
+        }
+    }
+    Ok(h.finalize().into())
 }
 
 /// Decrypts every piece of `cf` into `out`, in parallel. Hole blocks are not written, so

@@ -372,6 +372,10 @@ pub enum CorruptError {
         /// What is wrong.
         reason: String,
     },
+    /// The entry is not what the pinned manifest says (`decrypt` with a pin: the storage
+    /// changed after the check).
+    #[error("differs from the pinned manifest: {0}")]
+    Pin(String),
     /// A content block is bad (used in reports).
     #[error("{0}")]
     Block(#[from] BlockError),

@@ -168,4 +168,34 @@ pub mod fuzzing {
             .unwrap_or_else(|e| panic!("re-parse failed: {e}"));
         assert_eq!(again, h);
     }
+
+    /// Manifest (and pin) parser: hostile bytes never panic; an accepted manifest is
+    /// canonical (its canonical bytes are the input), its entries strictly sorted, and its
+    /// digest is the SHA-256 of the input; an accepted pin of either form agrees.
+    pub fn manifest(data: &[u8]) {
+        use crate::manifest::{Expected, Manifest, ModelDigest};
+        if let Ok(m) = Manifest::parse(data) {
+            assert_eq!(m.to_canonical(), data, "accepted a non-canonical manifest");
+            assert!(
+                m.entries
+                    .windows(2)
+                    .all(|w| w[0].path.as_os_str().as_bytes() < w[1].path.as_os_str().as_bytes()),
+                "entries not strictly sorted"
+            );
+            assert_eq!(m.digest(), ModelDigest::of(data));
+            let again = Manifest::parse(&m.to_canonical())
+                .unwrap_or_else(|e| panic!("re-parse of canonical bytes failed: {e}"));
+            assert_eq!(again, m);
+        }
+        if let Ok(p) = Expected::parse(data) {
+            match &p {
+                Expected::Manifest(m) => assert_eq!(m.to_canonical(), data),
+                Expected::Digest(d) => {
+                    let text =
+                        std::str::from_utf8(data).unwrap_or_else(|_| panic!("non-UTF-8 digest"));
+                    assert_eq!(d.to_string(), text.trim().to_ascii_lowercase());
+                }
+            }
+        }
+    }
 }

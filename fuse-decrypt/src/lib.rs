@@ -33,8 +33,8 @@
 //!
 //! The format modules ([`configfile`], [`contentenc`], [`nametransform`], [`cryptocore`]) are
 //! public for tests, the fuzz crate and the benchmark; they are format internals, not a
-//! stable API. The paved path is [`CipherDir`], [`CipherFile`], [`decrypt`], [`verify`] and
-//! [`writer`].
+//! stable API. The paved path is [`CipherDir`], [`CipherFile`], [`decrypt`], [`verify`],
+//! [`manifest`] (model pinning: [`manifest::check`]) and [`writer`].
 
 pub mod cipherdir;
 pub mod configfile;
@@ -43,6 +43,7 @@ pub mod cryptocore;
 pub mod decrypt;
 mod error;
 pub mod gpu;
+pub mod manifest;
 pub mod nametransform;
 pub mod reader;
 pub mod safetensors;

@@ -1,13 +1,14 @@
 //! Offline verification: authenticate every block of every file, every name, long-name file,
 //! diriv, symlink target and xattr, and report **all** findings (path, kind, block); plus a
-//! per-file plaintext SHA-256 and file ID (the manifest). A no-key mode checks structure
+//! per-file plaintext SHA-256 and file ID, and every entry and symlink target (what
+//! [`crate::manifest`] builds the model manifest from). A no-key mode checks structure
 //! only: config, possible sizes, headers, diriv sizes, canonical names.
 //!
 //! The checks of gocryptfs `fsck.go` (spec §5), done on the format layer instead of through a
 //! FUSE mount, in parallel. JSON shape: `docs/schemas/verify-report.schema.json`
 //! (`ccmount.verify-report/v1`); keep the two in sync.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
@@ -33,8 +34,6 @@ use crate::walk::walk;
 
 /// Schema identifier of [`Report::to_json`].
 pub const REPORT_SCHEMA: &str = "ccmount.verify-report/v1";
-/// Schema identifier of [`Report::manifest_json`].
-pub const MANIFEST_SCHEMA: &str = "ccmount.manifest/v1";
 /// Pieces decrypted in parallel before hashing them in order.
 const HASH_BATCH: usize = 8;
 
@@ -206,6 +205,11 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Totals.
     pub stats: Stats,
+    /// Every entry the walk found (keyed mode only), parents before children.
+    pub entries: Vec<Entry>,
+    /// Decrypted symlink targets by plaintext path (keyed mode only; unreadable ones are
+    /// findings instead).
+    pub symlink_targets: Vec<(PathBuf, OsString)>,
 }
 
 /// Options for [`verify`].
@@ -243,6 +247,7 @@ fn finding_from_error(e: &Error) -> (FindingKind, Option<u64>) {
             CorruptError::LongName(_) => (FindingKind::LongName, None),
             CorruptError::Symlink(_) => (FindingKind::Symlink, None),
             CorruptError::Xattr { .. } => (FindingKind::Xattr, None),
+            CorruptError::Pin(_) => (FindingKind::Unexpected, None),
             CorruptError::Block(b) => (block_kind(b.kind), Some(b.block)),
         },
         Error::Io { .. } => (FindingKind::Io, None),
@@ -286,6 +291,8 @@ impl Report {
             files: Vec::new(),
             findings: Vec::new(),
             stats: Stats::default(),
+            entries: Vec::new(),
+            symlink_targets: Vec::new(),
         }
     }
 
@@ -380,27 +387,6 @@ impl Report {
             }).collect::<Vec<_>>(),
         })
     }
-
-    /// The per-file manifest (`ccmount.manifest/v1`): path, size, SHA-256 and file ID of
-    /// every regular file, sorted by path.
-    #[must_use]
-    pub fn manifest_json(&self) -> Value {
-        let mut files: Vec<&FileRecord> = self.files.iter().collect();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        json!({
-            "schema": MANIFEST_SCHEMA,
-            "files": files.iter().map(|f| {
-                let mut o = json!({
-                    "path": lossy(&f.path),
-                    "size": f.size,
-                    "sha256": f.sha256,
-                    "file_id": f.file_id,
-                });
-                add_b64(&mut o, "path_b64", &f.path);
-                o
-            }).collect::<Vec<_>>(),
-        })
-    }
 }
 
 fn lossy(p: &Path) -> String {
@@ -472,13 +458,14 @@ pub fn verify(dir: &CipherDir, opts: &VerifyOptions, progress: &dyn Progress) ->
             }
             FileKind::Symlink => {
                 report.stats.symlinks += 1;
-                if let Err(err) = dir.read_link(e) {
-                    push(Finding::from_error(
+                match dir.read_link(e) {
+                    Ok(t) => report.symlink_targets.push((e.plain_path.clone(), t)),
+                    Err(err) => push(Finding::from_error(
                         Some(e.plain_path.clone()),
                         e.cipher_path.clone(),
                         &err,
                         false,
-                    ));
+                    )),
                 }
             }
             FileKind::Other => {
@@ -513,6 +500,7 @@ pub fn verify(dir: &CipherDir, opts: &VerifyOptions, progress: &dyn Progress) ->
     report
         .findings
         .extend(findings.into_inner().unwrap_or_default());
+    report.entries = tree.entries;
     report.finish();
     report
 }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use rayon::prelude::*;
+use sha2::{Digest, Sha256};
 
 use crate::Progress;
 use crate::cipherdir::{CipherDir, FileKind};
@@ -25,6 +26,7 @@ use crate::configfile::{Config, Layout, NameLayout, scrypt::DEFAULT_LOG_N};
 use crate::contentenc::{FileHeader, FileId, HEADER_LEN, PLAIN_BS};
 use crate::cryptocore::{Backend, MasterKey};
 use crate::error::{Error, Result};
+use crate::manifest::{EntryKind, FilePin, Manifest, ManifestEntry, Params};
 use crate::nametransform::{self, DIRIV_NAME, DirIv, DiskName, LONGNAME_SUFFIX};
 
 /// Blocks per piece when encrypting (1 MiB of plaintext per pread/pwrite).
@@ -550,7 +552,34 @@ pub fn encrypt_tree(
     }
     let items = plain_walk(plain)?;
     let dir = init(cipher, password, opts)?;
-    encrypt_items(&dir, plain, &items, progress)
+    encrypt_items(&dir, plain, &items, progress, None)
+}
+
+/// [`encrypt_tree`] that also returns the model manifest of the new tree, built by the
+/// writer itself: each source file is hashed right after it is encrypted (same handle) and
+/// paired with the file ID it was given, directories and symlink targets come from the
+/// source walk. Independent of `verify` on purpose, so the two can check each other.
+///
+/// # Errors
+/// As [`encrypt_tree`]; [`Error::Refused`] if a source file changed while being read.
+pub fn encrypt_tree_with_manifest(
+    plain: &Path,
+    cipher: &Path,
+    password: &[u8],
+    opts: &InitOptions,
+    progress: &dyn Progress,
+) -> Result<(EncryptSummary, Manifest)> {
+    let pmeta = fs::metadata(plain).map_err(|e| Error::io("reading", plain, e))?;
+    if !pmeta.is_dir() {
+        return Err(Error::refused(plain, "not a directory"));
+    }
+    let items = plain_walk(plain)?;
+    let dir = init(cipher, password, opts)?;
+    let mut entries = Vec::new();
+    let summary = encrypt_items(&dir, plain, &items, progress, Some(&mut entries))?;
+    let manifest = Manifest::new(Params::of(&dir), entries)
+        .map_err(|e| Error::refused(plain, format!("manifest: {e}")))?;
+    Ok((summary, manifest))
 }
 
 /// [`encrypt_tree`] into an already initialised cipher directory (e.g. from
@@ -564,7 +593,32 @@ pub fn encrypt_tree_into(
     progress: &dyn Progress,
 ) -> Result<EncryptSummary> {
     let items = plain_walk(plain)?;
-    encrypt_items(dir, plain, &items, progress)
+    encrypt_items(dir, plain, &items, progress, None)
+}
+
+/// SHA-256 of a whole source file, which must still be `size` bytes long.
+fn hash_source(src: &File, src_path: &Path, size: u64) -> Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    loop {
+        match src.read_at(&mut buf, off) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(buf.get(..n).unwrap_or_default());
+                off += n as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("reading", src_path, e)),
+        }
+    }
+    if off != size {
+        return Err(Error::refused(
+            src_path,
+            "the source file changed size while it was being encrypted; retry",
+        ));
+    }
+    Ok(h.finalize().into())
 }
 
 fn encrypt_items(
@@ -572,6 +626,7 @@ fn encrypt_items(
     plain: &Path,
     items: &[PlainItem],
     progress: &dyn Progress,
+    mut record: Option<&mut Vec<ManifestEntry>>,
 ) -> Result<EncryptSummary> {
     let w = Writer::new(dir);
     let mut summary = EncryptSummary::default();
@@ -586,6 +641,7 @@ fn encrypt_items(
     progress.set_total(total);
     let mut files = Vec::new();
     let mut dirs = Vec::new();
+    let hashing = record.is_some();
     for it in items {
         let name = it.rel.file_name().unwrap_or_default();
         let parent = parent_of(&it.rel);
@@ -599,6 +655,12 @@ fn encrypt_items(
                 cipher_of.insert(&it.rel, c.clone());
                 dirs.push((c, &it.meta));
                 summary.dirs += 1;
+                if let Some(r) = record.as_deref_mut() {
+                    r.push(ManifestEntry {
+                        path: it.rel.clone(),
+                        kind: EntryKind::Dir,
+                    });
+                }
             }
             FileKind::Symlink => {
                 let target = fs::read_link(plain.join(&it.rel))
@@ -606,12 +668,18 @@ fn encrypt_items(
                 let c = w.symlink(&cparent, name, target.as_os_str())?;
                 set_times_nofollow(&dir.root().join(&c), &it.meta)?;
                 summary.symlinks += 1;
+                if let Some(r) = record.as_deref_mut() {
+                    r.push(ManifestEntry {
+                        path: it.rel.clone(),
+                        kind: EntryKind::Symlink(target.into_os_string()),
+                    });
+                }
             }
             FileKind::File => files.push((cparent, it)),
             FileKind::Other => summary.skipped.push(it.rel.clone()),
         }
     }
-    let written: Vec<Result<(PathBuf, u64)>> = files
+    let written: Vec<Result<(u64, Option<ManifestEntry>)>> = files
         .par_iter()
         .map(|(cparent, it)| {
             let src_path = plain.join(&it.rel);
@@ -621,15 +689,31 @@ fn encrypt_items(
                 .open(&src_path)
                 .map_err(|e| Error::io("opening", &src_path, e))?;
             let name = it.rel.file_name().unwrap_or_default();
-            let (c, _) = w.write_file(cparent, name, &src, &src_path, &it.meta, progress)?;
+            let (c, id) = w.write_file(cparent, name, &src, &src_path, &it.meta, progress)?;
             copy_xattrs(&w, &src_path, &c);
-            Ok((c, it.meta.len()))
+            let entry = if hashing {
+                let sha256 = hash_source(&src, &src_path, it.meta.len())?;
+                Some(ManifestEntry {
+                    path: it.rel.clone(),
+                    kind: EntryKind::File(FilePin {
+                        size: it.meta.len(),
+                        sha256,
+                        file_id: id,
+                    }),
+                })
+            } else {
+                None
+            };
+            Ok((it.meta.len(), entry))
         })
         .collect();
     for r in written {
-        let (_, len) = r?;
+        let (len, entry) = r?;
         summary.files += 1;
         summary.bytes += len;
+        if let (Some(rec), Some(e)) = (record.as_deref_mut(), entry) {
+            rec.push(e);
+        }
     }
     for (c, meta) in dirs.iter().rev() {
         w.finish_dir(c, meta)?;

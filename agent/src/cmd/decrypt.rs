@@ -1,25 +1,69 @@
-//! `ccmount decrypt CIPHERDIR OUTDIR KEY [--force] [--json]`: the whole tree into OUTDIR
-//! (e.g. a RAM emptyDir), atomically per file, never through a symlink, on every core.
+//! `ccmount decrypt CIPHERDIR OUTDIR KEY [--force] [--json] [--expect PIN]`: the whole tree
+//! into OUTDIR (e.g. a RAM emptyDir), atomically per file, never through a symlink, on every
+//! core.
+//!
+//! With `--expect` (or `--receipt`) the whole tree is first checked against the pin (every
+//! block authenticated and hashed); on any difference nothing is written and the exit code
+//! is 26. The decrypt pass then holds every entry to the accepted manifest again
+//! (`decrypt_tree_pinned`: file ID, size, and the SHA-256 of what was written, before the
+//! rename), so storage changed between the two passes cannot slip into OUTDIR.
 
 use anyhow::{Context, Result};
-use fuse_decrypt::decrypt::{DecryptOptions, decrypt_tree};
+use fuse_decrypt::decrypt::{DecryptOptions, decrypt_tree, decrypt_tree_pinned};
+use fuse_decrypt::manifest::{CheckMode, Manifest, check};
 use serde_json::json;
 
 use crate::cli::{DecryptArgs, GlobalArgs};
-use crate::exit::Exit;
+use crate::exit::{Exit, coded};
 use crate::keys;
+use crate::pin;
 use crate::progress::{Bar, chatty};
+use crate::receipt::Receipt;
 
 /// Problems printed one per line before the summary error.
 const MAX_PRINTED: usize = 50;
 
 pub(crate) fn run(g: &GlobalArgs, a: DecryptArgs) -> Result<Exit> {
-    super::refuse_unavailable(g, Some(&a.expect))?;
+    let pin = pin::resolve(&a.expect)?;
     let key = keys::require(&a.key)?;
     let dir = super::open_dir(&a.cipherdir, key)?;
+    // Check before writing anything: a refused model leaves OUTDIR untouched.
+    let accepted: Option<Manifest> = if pin.is_some() || g.receipt.is_some() {
+        let bar = Bar::new("check", !g.quiet && !a.json);
+        let r = match &pin {
+            Some(p) => check(&dir, &p.expected, CheckMode::Full, &bar)
+                .map(|v| v.manifest)
+                .map_err(pin::mismatch_error),
+            None => Manifest::of_tree(&dir, &bar)
+                .map(|(m, _)| m)
+                .map_err(|diffs| {
+                    for d in &diffs {
+                        eprintln!("error: {d}");
+                    }
+                    coded(
+                        Exit::Corrupt,
+                        format!(
+                            "{}: {} problems; nothing decrypted",
+                            a.cipherdir.display(),
+                            diffs.len()
+                        ),
+                    )
+                }),
+        };
+        bar.finish();
+        Some(r?)
+    } else {
+        None
+    };
     let bar = Bar::new("decrypt", !g.quiet && !a.json);
-    let summary = decrypt_tree(&dir, &a.outdir, &DecryptOptions { force: a.force }, &bar)
-        .with_context(|| format!("decrypting into {}", a.outdir.display()));
+    // With a pin, every entry is held to it again while written (storage may change after
+    // the check): nothing unpinned is renamed into place.
+    let opts = DecryptOptions { force: a.force };
+    let summary = match &accepted {
+        Some(m) => decrypt_tree_pinned(&dir, &a.outdir, &opts, m, &bar),
+        None => decrypt_tree(&dir, &a.outdir, &opts, &bar),
+    }
+    .with_context(|| format!("decrypting into {}", a.outdir.display()));
     bar.finish();
     let summary = summary?;
     for p in summary.problems.iter().take(MAX_PRINTED) {
@@ -57,5 +101,15 @@ pub(crate) fn run(g: &GlobalArgs, a: DecryptArgs) -> Result<Exit> {
     summary
         .into_result()
         .with_context(|| format!("decrypting {}", a.cipherdir.display()))?;
+    if let (Some(m), Some(path)) = (&accepted, &g.receipt) {
+        Receipt {
+            command: "decrypt",
+            cipherdir: &a.cipherdir,
+            digest: m.digest(),
+            pin: pin.as_ref(),
+            key_resource: a.key.key.as_deref(),
+        }
+        .write(path)?;
+    }
     Ok(Exit::Ok)
 }

@@ -3,8 +3,7 @@
 
 use anyhow::{Context, Result};
 use fuse_decrypt::configfile::{Layout, NameLayout};
-use fuse_decrypt::verify::{VerifyOptions, verify};
-use fuse_decrypt::writer::{InitOptions, encrypt_tree};
+use fuse_decrypt::writer::{InitOptions, encrypt_tree, encrypt_tree_with_manifest};
 use fuse_decrypt::{ContentAlgo, KeySource};
 
 use crate::cli::{EncryptArgs, GlobalArgs};
@@ -52,7 +51,7 @@ fn layout(a: &EncryptArgs) -> Result<Layout> {
 }
 
 pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
-    super::refuse_unavailable(g, None)?;
+    super::refuse_unavailable(g)?;
     let layout = layout(&a)?;
     let log_n = a.scryptn.unwrap_or(16);
     if !(10..=28).contains(&log_n) {
@@ -73,16 +72,21 @@ pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
         ..InitOptions::default()
     };
     let bar = Bar::new("encrypt", !g.quiet);
-    let summary =
-        encrypt_tree(&a.plaindir, &a.cipherdir, &password, &opts, &bar).with_context(|| {
-            format!(
-                "encrypting {} into {}",
-                a.plaindir.display(),
-                a.cipherdir.display()
-            )
-        });
+    let result = if a.manifest.is_some() {
+        encrypt_tree_with_manifest(&a.plaindir, &a.cipherdir, &password, &opts, &bar)
+            .map(|(s, m)| (s, Some(m)))
+    } else {
+        encrypt_tree(&a.plaindir, &a.cipherdir, &password, &opts, &bar).map(|s| (s, None))
+    };
+    let result = result.with_context(|| {
+        format!(
+            "encrypting {} into {}",
+            a.plaindir.display(),
+            a.cipherdir.display()
+        )
+    });
     bar.finish();
-    let summary = summary?;
+    let (summary, manifest) = result?;
     for p in &summary.skipped {
         tracing::warn!(path = %p.display(), "skipped: FIFOs, sockets and device nodes are not encrypted");
     }
@@ -96,16 +100,11 @@ pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
             a.cipherdir.display()
         );
     }
-    if let Some(out) = &a.manifest {
-        let dir = super::open_dir(&a.cipherdir, KeySource::Password(password))?;
-        let report = verify(&dir, &VerifyOptions::default(), &fuse_decrypt::NoProgress);
-        if !report.is_ok() {
-            return Err(coded(
-                Exit::Corrupt,
-                format!("{}: the new tree does not verify", a.cipherdir.display()),
-            ));
+    if let (Some(out), Some(m)) = (&a.manifest, manifest) {
+        super::write_atomic(out, &m.to_canonical())?;
+        if chatty(g.quiet) {
+            eprintln!("manifest {}: {}", out.display(), m.digest());
         }
-        super::write_atomic(out, &super::json_bytes(&report.manifest_json()))?;
     }
     Ok(Exit::Ok)
 }

@@ -10,7 +10,7 @@ use crate::cli::{GlobalArgs, InfoArgs};
 use crate::exit::Exit;
 
 pub(crate) fn run(g: &GlobalArgs, a: InfoArgs) -> Result<Exit> {
-    super::refuse_unavailable(g, None)?;
+    super::refuse_unavailable(g)?;
     let c =
         Config::load(&a.cipherdir).with_context(|| format!("reading {}", a.cipherdir.display()))?;
     let l = c.layout();

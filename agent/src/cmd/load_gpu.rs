@@ -50,7 +50,7 @@ fn load_options(g: &GpuArgs, hash: bool) -> Result<LoadOptions> {
 }
 
 pub(crate) fn run(g: &GlobalArgs, a: LoadGpuArgs) -> Result<Exit> {
-    super::refuse_unavailable(g, None)?;
+    super::refuse_unavailable(g)?;
     let opts = load_options(&a.gpu, !a.no_verify)?;
     match a.gpu.target {
         GpuTarget::Cpu => {

@@ -8,6 +8,7 @@ mod encrypt;
 mod get_resource;
 mod info;
 mod load_gpu;
+mod manifest;
 mod secrets;
 mod verify;
 
@@ -17,7 +18,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use fuse_decrypt::{CipherDir, KeySource, OpenOptions};
 
-use crate::cli::{Command, ExpectArgs, GlobalArgs};
+use crate::cli::{Command, GlobalArgs};
 use crate::exit::{Exit, coded};
 
 /// Runs one parsed command.
@@ -29,7 +30,7 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
         Command::Decrypt(a) => return decrypt::run(global, a),
         Command::Verify(a) => return verify::run(global, a),
         Command::Info(a) => return info::run(global, a),
-        Command::Manifest(_) => "manifest",
+        Command::Manifest(a) => return manifest::run(global, a),
         Command::Mount(_) => "mount",
         Command::Umount(_) => "umount",
         Command::Secrets(a) => return secrets::run(global, &a),
@@ -47,18 +48,13 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command) -> Result<Exit> {
 }
 
 /// Options that parse today but whose feature lands in a later release: refused clearly
-/// when given, ignored when absent.
-pub(crate) fn refuse_unavailable(global: &GlobalArgs, expect: Option<&ExpectArgs>) -> Result<()> {
+/// when given, ignored when absent. `--receipt` is written by `verify`, `decrypt` and
+/// `manifest` only.
+pub(crate) fn refuse_unavailable(global: &GlobalArgs) -> Result<()> {
     if global.receipt.is_some() {
         return Err(coded(
             Exit::Usage,
-            "--receipt is not available in this build yet; drop the option",
-        ));
-    }
-    if expect.is_some_and(|e| e.expect.is_some()) {
-        return Err(coded(
-            Exit::Usage,
-            "--expect (model pinning) is not available in this build yet; run `ccmount verify --manifest` and compare instead",
+            "--receipt is written by verify, decrypt and manifest; drop the option here",
         ));
     }
     Ok(())

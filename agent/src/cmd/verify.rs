@@ -1,49 +1,110 @@
-//! `ccmount verify CIPHERDIR (KEY | --no-key) [--json] [--manifest OUT.json]`: authenticate
-//! every block and name offline (or check structure without a key), report every finding,
-//! exit 26 on corruption (as `gocryptfs -fsck`).
+//! `ccmount verify CIPHERDIR (KEY | --no-key) [--json] [--manifest OUT.json] [--expect PIN]`:
+//! authenticate every block and name offline (or check structure without a key), report
+//! every finding, exit 26 on corruption (as `gocryptfs -fsck`) or when the tree is not the
+//! pinned model (one `mismatch:` line per difference on stderr).
 
 use std::io::Write;
 
 use anyhow::Result;
+use fuse_decrypt::manifest::{CheckError, Manifest, ModelDigest, check_report};
 use fuse_decrypt::verify::{FindingKind, Report, Severity, VerifyOptions, verify, verify_no_key};
+use serde_json::json;
 
 use crate::cli::{GlobalArgs, VerifyArgs};
 use crate::exit::{Exit, coded};
 use crate::keys;
+use crate::pin;
 use crate::progress::{Bar, chatty};
+use crate::receipt::Receipt;
 
 pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
-    super::refuse_unavailable(g, Some(&a.expect))?;
-    let bar = Bar::new("verify", !g.quiet && !a.json);
-    let report = if a.no_key {
-        if a.manifest.is_some() {
+    if a.no_key {
+        if a.manifest.is_some() || a.expect.expect.is_some() || g.receipt.is_some() {
             return Err(coded(
                 Exit::Usage,
-                "--manifest needs the key (it holds plaintext hashes); drop --no-key",
+                "--manifest, --expect and --receipt need the key (they pin plaintext hashes); drop --no-key",
             ));
         }
-        verify_no_key(&a.cipherdir, &bar)?
-    } else {
-        let key = keys::require(&a.key)?;
-        let dir = super::open_dir(&a.cipherdir, key)?;
-        let opts = VerifyOptions {
-            hash: a.json || a.manifest.is_some(),
-            ..VerifyOptions::default()
-        };
-        verify(&dir, &opts, &bar)
+        let bar = Bar::new("verify", !g.quiet && !a.json);
+        let report = verify_no_key(&a.cipherdir, &bar)?;
+        bar.finish();
+        output(&report, &a, g, None)?;
+        return Ok(exit_for(&report));
+    }
+    let pin = pin::resolve(&a.expect)?;
+    let key = keys::require(&a.key)?;
+    let dir = super::open_dir(&a.cipherdir, key)?;
+    let bar = Bar::new("verify", !g.quiet && !a.json);
+    let wants_manifest = a.manifest.is_some() || pin.is_some() || g.receipt.is_some();
+    let opts = VerifyOptions {
+        hash: a.json || wants_manifest,
+        ..VerifyOptions::default()
     };
+    let report = verify(&dir, &opts, &bar);
     bar.finish();
+    // The pin decides acceptance; without one, the tree's own manifest (when clean).
+    let checked: Option<Result<Manifest, CheckError>> = match &pin {
+        Some(p) => Some(check_report(&dir, &report, &p.expected)),
+        None if wants_manifest => Manifest::from_report(&dir, &report).ok().map(Ok),
+        None => None,
+    };
+    let pin_json = match (&pin, &checked) {
+        (Some(p), Some(r)) => Some(json!({
+            "expected": p.expected.digest().to_string(),
+            "ok": r.is_ok(),
+            "differences": match r {
+                Err(CheckError::Mismatch(m)) => m.differences.iter().map(ToString::to_string).collect(),
+                _ => Vec::new(),
+            },
+        })),
+        _ => None,
+    };
+    output(&report, &a, g, pin_json)?;
+    let accepted: Option<ModelDigest> = match checked {
+        Some(Ok(m)) => {
+            if let Some(path) = &a.manifest {
+                super::write_atomic(path, &m.to_canonical())?;
+            }
+            Some(m.digest())
+        }
+        Some(Err(e)) => return Err(pin::mismatch_error(e)),
+        None => None,
+    };
+    if a.manifest.is_some() && accepted.is_none() {
+        tracing::error!("no manifest written: the tree has errors");
+    }
+    let exit = exit_for(&report);
+    if let (Some(digest), Some(path), Exit::Ok) = (accepted, &g.receipt, exit) {
+        Receipt {
+            command: "verify",
+            cipherdir: &a.cipherdir,
+            digest,
+            pin: pin.as_ref(),
+            key_resource: a.key.key.as_deref(),
+        }
+        .write(path)?;
+    }
+    Ok(exit)
+}
+
+fn output(
+    report: &Report,
+    a: &VerifyArgs,
+    g: &GlobalArgs,
+    pin: Option<serde_json::Value>,
+) -> Result<()> {
     if a.json {
+        let mut v = report.to_json();
+        if let (Some(p), Some(o)) = (pin, v.as_object_mut()) {
+            o.insert("pin".into(), p);
+        }
         let mut out = std::io::stdout().lock();
-        out.write_all(&super::json_bytes(&report.to_json()))?;
+        out.write_all(&super::json_bytes(&v))?;
         out.flush()?;
     } else {
-        print_human(&report, g.quiet)?;
+        print_human(report, g.quiet)?;
     }
-    if let Some(m) = &a.manifest {
-        super::write_atomic(m, &super::json_bytes(&report.manifest_json()))?;
-    }
-    Ok(exit_for(&report))
+    Ok(())
 }
 
 /// 0 when clean; 4 when the config itself is refused; 26 for any other error finding.

@@ -85,3 +85,33 @@ fn content_seeds() {
     fuzzing::diriv(&[0u8; 16]);
     fuzzing::diriv(&[1u8; 17]);
 }
+
+/// A hand-built manifest with every entry type and both path encodings, and every
+/// single-byte mutation of it; plus JSON shapes that stress the parser (deep nesting,
+/// huge numbers, duplicate keys, pins).
+#[test]
+fn manifest_seeds() {
+    let seed = br#"{"entries":[{"path":"a","type":"dir"},{"file_id":"02020202020202020202020202020202","path":"a/w.bin","sha256":"0101010101010101010101010101010101010101010101010101010101010101","size":5000,"type":"file"},{"path":"e","sha256":"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0,"type":"file"},{"path":"l","target":"a/w.bin","type":"symlink"},{"path_b64":"bv8=","type":"other"}],"params":{"content":"AES-GCM-256","feature_flags":["DirIV","EMENames","GCMIV128","HKDF","LongNames","Raw64"],"scrypt":{"log2_n":16,"p":1,"r":8}},"schema":"ccmount.manifest/v2"}
+"#;
+    fuzzing::manifest(seed);
+    assert!(
+        fuse_decrypt::manifest::Manifest::parse(seed).is_ok(),
+        "seed must be valid"
+    );
+    for m in mutations(seed) {
+        fuzzing::manifest(&m);
+    }
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    for hostile in [
+        deep.as_bytes(),
+        b"{\"schema\":\"ccmount.manifest/v2\",\"schema\":\"x\"}",
+        b"{\"entries\":[{\"path\":\"a\",\"type\":\"file\",\"size\":1e400}]}",
+        b"sha256:",
+        b"sha256:zz",
+        b"  sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
+        b"\xff\xfe",
+        b"",
+    ] {
+        fuzzing::manifest(hostile);
+    }
+}

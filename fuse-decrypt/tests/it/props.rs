@@ -142,5 +142,6 @@ proptest! {
         fuzzing::long_name_file(&data);
         fuzzing::diriv(&data);
         fuzzing::base64(&data);
+        fuzzing::manifest(&data);
     }
 }

@@ -1,6 +1,6 @@
 //! End-to-end tests (one binary, ripgrep style, link once): the real-gocryptfs corpus,
 //! hostile input, interop with the real binary, writer → reader round trips, and the
-//! attestation flow against the test KBS.
+//! attestation flow against the test KBS, and whole-model pinning.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,5 +20,6 @@ mod gpu;
 mod hostile;
 mod interop;
 mod kbs_key;
+mod pinning;
 mod roundtrip;
 mod secrets;

@@ -1,0 +1,51 @@
+//! `ccmount manifest CIPHERDIR KEY --out FILE`: one keyed verify pass (every block
+//! authenticated and hashed), then the canonical model manifest written atomically to FILE
+//! and its digest (`sha256:<hex>`) printed on stdout. A tree with any error finding gets no
+//! manifest (exit 26): a manifest pins only a clean tree.
+
+use anyhow::Result;
+use fuse_decrypt::manifest::Manifest;
+
+use crate::cli::{GlobalArgs, ManifestArgs};
+use crate::exit::{Exit, coded};
+use crate::keys;
+use crate::progress::Bar;
+use crate::receipt::Receipt;
+
+pub(crate) fn run(g: &GlobalArgs, a: ManifestArgs) -> Result<Exit> {
+    let key = keys::require(&a.key)?;
+    let dir = super::open_dir(&a.cipherdir, key)?;
+    let bar = Bar::new("manifest", !g.quiet);
+    let built = Manifest::of_tree(&dir, &bar);
+    bar.finish();
+    let manifest = match built {
+        Ok((m, _)) => m,
+        Err(diffs) => {
+            for d in &diffs {
+                eprintln!("error: {d}");
+            }
+            return Err(coded(
+                Exit::Corrupt,
+                format!(
+                    "{}: {} problems found; no manifest written (run `ccmount verify` for details)",
+                    a.cipherdir.display(),
+                    diffs.len()
+                ),
+            ));
+        }
+    };
+    super::write_atomic(&a.out, &manifest.to_canonical())?;
+    let digest = manifest.digest();
+    println!("{digest}");
+    if let Some(path) = &g.receipt {
+        Receipt {
+            command: "manifest",
+            cipherdir: &a.cipherdir,
+            digest,
+            pin: None,
+            key_resource: a.key.key.as_deref(),
+        }
+        .write(path)?;
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,68 @@
+# Manifest suite (issue 10): what pinning costs. On a model-like tree on tmpfs made by
+# gocryptfs 2.3, times `ccmount manifest`, `ccmount verify --expect manifest.json` (the full
+# check that `decrypt --expect` and `mount --expect` run first), plain `ccmount verify`, and
+# `gocryptfs -fsck` (which checks blocks but pins nothing).
+#
+# Prints `metric=verify_expect_full ours=MB/s gocryptfs=MB/s` (vs -fsck), the same against
+# plain verify (`verify=`), and `# seconds per GiB` lines. `metric=mount_expect_full_s`
+# joins once `ccmount mount --expect` exists.
+#
+# Environment: BENCH_DIR (default /dev/shm/ccmount-bench-manifest, must be tmpfs),
+# SIZE_MIB (2048), RUNS (3), NO_BUILD=1 (use the target/release binaries as they are).
+
+suite_main() {
+  local dir=${BENCH_DIR:-/dev/shm/ccmount-bench-manifest} size=${SIZE_MIB:-2048} runs=${RUNS:-3}
+  for t in gocryptfs fusermount3; do
+    command -v "$t" >/dev/null || { echo "manifest bench: $t missing (scripts/setup.sh)" >&2; exit 1; }
+  done
+  if [[ -z "${NO_BUILD:-}" ]]; then
+    echo "# building release" >&2
+    cargo build --release --locked -q -p ccmount -p e2e --bin ccmount --bin ccmount-bench
+  fi
+  local cc=$PWD/target/release/ccmount bench=$PWD/target/release/ccmount-bench
+  rm -rf "$dir"
+  mkdir -p "$dir"/{cipher,mnt}
+  trap 'unmount_quiet "'"$dir"'/mnt"; rm -rf "'"$dir"'"' EXIT
+  printf 'bench-password\n' >"$dir/pass"
+  echo "# $(nproc) CPUs, $(awk '{print $1}' /proc/loadavg) load; tree of ${size} MiB in $dir ($(stat -f -c %T "$dir"))" >&2
+  gocryptfs -init -q -passfile "$dir/pass" "$dir/cipher"
+  gocryptfs -q -passfile "$dir/pass" "$dir/cipher" "$dir/mnt"
+  local gen bytes
+  gen=$("$bench" gen "$dir/mnt" "$size")
+  unmount_quiet "$dir/mnt"
+  bytes=$(sed -n 's/.*bytes=\([0-9]*\).*/\1/p' <<<"$gen")
+  echo "# $gen" >&2
+
+  local -a man exp ver fsck
+  local i w c digest
+  for ((i = 1; i <= runs; i++)); do
+    echo "# run $i/$runs" >&2
+    drop_caches
+    read -r w c < <(time_cmd "$cc" manifest -q --passfile "$dir/pass" "$dir/cipher" --out "$dir/manifest.json")
+    [[ -s "$dir/manifest.json" ]] || { echo "ccmount manifest failed" >&2; exit 1; }
+    man+=("$w")
+    drop_caches
+    read -r w c < <(time_cmd "$cc" verify -q --passfile "$dir/pass" "$dir/cipher" --expect "$dir/manifest.json")
+    exp+=("$w")
+    drop_caches
+    read -r w c < <(time_cmd "$cc" verify -q --passfile "$dir/pass" "$dir/cipher")
+    ver+=("$w")
+    drop_caches
+    read -r w c < <(time_cmd gocryptfs -fsck -q -passfile "$dir/pass" "$dir/cipher")
+    fsck+=("$w")
+  done
+  "$cc" verify -q --passfile "$dir/pass" "$dir/cipher" --expect "$dir/manifest.json" ||
+    { echo "verify --expect refused the untouched tree" >&2; exit 1; }
+  digest=$(sha256sum "$dir/manifest.json" | cut -d' ' -f1)
+  echo "# manifest: $(wc -c <"$dir/manifest.json") bytes, sha256:$digest"
+  local m e v f
+  m=$(median "${man[@]}"); e=$(median "${exp[@]}"); v=$(median "${ver[@]}"); f=$(median "${fsck[@]}")
+  print_metric verify_expect_full "$(mbps "$bytes" "$e")" "$(mbps "$bytes" "$f")"
+  print_metric verify_expect_full "$(mbps "$bytes" "$e")" "$(mbps "$bytes" "$v")" verify
+  print_metric manifest "$(mbps "$bytes" "$m")" "$(mbps "$bytes" "$f")"
+  awk -v b="$bytes" -v e="$e" -v m="$m" -v v="$v" -v f="$f" 'BEGIN {
+    g = b / 1073741824
+    printf "# seconds per GiB (median): verify --expect=%.3f manifest=%.3f verify=%.3f gocryptfs -fsck=%.3f\n", e / g, m / g, v / g, f / g
+  }'
+  echo "# load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
