@@ -16,7 +16,8 @@
 #     `bench-h2d --target cpu` (plain chunked memcpy through the same target).
 #
 # Environment: BENCH_DIR (default /dev/shm/ccmount-bench-gpu, tmpfs), SIZE_MIB (4096),
-# RUNS (3), CHUNK_MIB (32), DEPTH (3), DEVICE (0).
+# RUNS (3), CHUNK_MIB (32), DEPTH (3), DEVICE (0), NO_BUILD (set: use the release binaries
+# already in target/release).
 
 # "GB/s" from the summary line of `load-gpu` (human output).
 load_gbps() { sed -n 's/.* \([0-9.]*\) GB\/s into .*/\1/p' | tail -1; }
@@ -27,8 +28,10 @@ suite_main() {
   for t in gocryptfs fusermount3; do
     command -v "$t" >/dev/null || { echo "gpu bench: $t missing (scripts/setup.sh)" >&2; exit 1; }
   done
-  echo "# building release" >&2
-  cargo build --release --locked -q -p ccmount -p e2e --bin ccmount --bin ccmount-bench
+  if [[ -z ${NO_BUILD:-} ]]; then
+    echo "# building release" >&2
+    cargo build --release --locked -q -p ccmount -p e2e --bin ccmount --bin ccmount-bench
+  fi
   local cc=$PWD/target/release/ccmount bench=$PWD/target/release/ccmount-bench
   rm -rf "$dir"
   mkdir -p "$dir"/{cipher,mnt}
