@@ -137,6 +137,10 @@ pub(crate) enum Command {
     LoadGpu(LoadGpuArgs),
     /// Run the whole job on generated data with a local test KBS.
     Demo(DemoArgs),
+    /// Benchmark helper: a plain pinned host-to-device copy (no decryption), the baseline
+    /// of `tests/bench/run.sh gpu`.
+    #[command(hide = true)]
+    BenchH2d(BenchH2dArgs),
 }
 
 /// `ccmount encrypt`.
@@ -334,6 +338,52 @@ pub(crate) struct LoadGpuArgs {
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) gpu: GpuArgs,
+    /// Skip the check of the device copy (no hashing while decrypting, no read-back).
+    #[arg(long)]
+    pub(crate) no_verify: bool,
+}
+
+/// Where and how the GPU loader copies.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GpuArgs {
+    /// Load into a CUDA device, or into `cpu`: a simulated device in host memory that runs
+    /// the same pipeline without a GPU (for tests and for measuring pipeline overhead).
+    #[arg(long, value_enum, default_value_t = GpuTarget::Cuda)]
+    pub(crate) target: GpuTarget,
+    /// Bytes per staging buffer and per host-to-device copy, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    pub(crate) chunk_mib: usize,
+    /// Staging buffers in the ring (host memory used: depth × chunk).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub(crate) depth: usize,
+    /// Use pageable instead of pinned staging memory (as when a confidential-computing
+    /// driver refuses pinning).
+    #[arg(long)]
+    pub(crate) no_pinned: bool,
+}
+
+/// Target of the GPU loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum GpuTarget {
+    /// A CUDA device (--device N).
+    Cuda,
+    /// A simulated device in host memory (no GPU needed).
+    Cpu,
+}
+
+/// `ccmount bench-h2d` (hidden).
+#[derive(Debug, Args)]
+pub(crate) struct BenchH2dArgs {
+    /// Bytes to copy, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    pub(crate) mib: u64,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) device: usize,
+    #[command(flatten)]
+    pub(crate) gpu: GpuArgs,
 }
 
 /// `ccmount demo`.

@@ -168,6 +168,8 @@ fn classify_library(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
             K::NoFuse => Exit::NoFuse,
             K::MountpointBusy => Exit::MountpointBusy,
             K::MountFailed => Exit::MountFailed,
+            K::NoGpu => Exit::NoGpu,
+            K::Gpu => Exit::GpuFailed,
             _ => Exit::Usage,
         });
     }
@@ -264,6 +266,14 @@ mod tests {
         assert_eq!(classify(&e), Exit::Corrupt);
         let e = anyhow::Error::new(fuse_decrypt::Error::OutputNotEmpty { path: "o".into() });
         assert_eq!(classify(&e), Exit::OutputExists);
+        use fuse_decrypt::gpu::GpuError;
+        let e =
+            anyhow::Error::new(fuse_decrypt::Error::from(GpuError::NoDriver)).context("load-gpu");
+        assert_eq!(classify(&e), Exit::NoGpu);
+        let e = anyhow::Error::new(fuse_decrypt::Error::from(GpuError::OutOfMemory {
+            bytes: 1,
+        }));
+        assert_eq!(classify(&e), Exit::GpuFailed);
     }
 
     #[test]
@@ -294,5 +304,7 @@ mod tests {
         assert_eq!(Exit::WrongKey as u8, 12);
         assert_eq!(Exit::Corrupt as u8, 26);
         assert_eq!(Exit::Usage as u8, 2);
+        assert_eq!(Exit::NoGpu as u8, 50);
+        assert_eq!(Exit::GpuFailed as u8, 51);
     }
 }

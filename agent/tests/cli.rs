@@ -428,3 +428,192 @@ fn unavailable_options_are_refused_clearly() {
     let o = ccmount(&[&"verify", &c, &"--no-key", &"--receipt", &"r.json"]);
     assert_eq!(code(&o), 2);
 }
+
+/// A tiny valid safetensors file: an F32 [2, 3] tensor and a U8 [5] tensor.
+fn tiny_safetensors() -> Vec<u8> {
+    let mut json = String::from(
+        r#"{"b":{"dtype":"U8","shape":[5],"data_offsets":[24,29]},"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}}"#,
+    );
+    while json.len() % 8 != 0 {
+        json.push(' ');
+    }
+    let mut v = (json.len() as u64).to_le_bytes().to_vec();
+    v.extend_from_slice(json.as_bytes());
+    v.extend((0u8..29).map(|i| i.wrapping_mul(37)));
+    v
+}
+
+/// A cipher tree holding `model.safetensors` (tiny), `big.safetensors` (several chunks of
+/// random data behind a one-tensor header) and `notes.txt`.
+fn gpu_tree(f: &Fixture) -> (std::path::PathBuf, std::path::PathBuf) {
+    let plain = f.p("plain");
+    fs::create_dir_all(plain.join("sub")).unwrap();
+    fs::write(plain.join("model.safetensors"), tiny_safetensors()).unwrap();
+    let n: usize = 3 * 1024 * 1024 + 4096 * 3 + 10;
+    let mut json = format!(r#"{{"w":{{"dtype":"U8","shape":[{n}],"data_offsets":[0,{n}]}}}}"#);
+    while json.len() % 8 != 0 {
+        json.push(' ');
+    }
+    let mut big = (json.len() as u64).to_le_bytes().to_vec();
+    big.extend_from_slice(json.as_bytes());
+    let mut data = vec![0u8; n];
+    tree::Rng::new(77).fill(&mut data);
+    big.extend_from_slice(&data);
+    fs::write(plain.join("sub/big.safetensors"), big).unwrap();
+    fs::write(plain.join("notes.txt"), "not a model\n").unwrap();
+    let cipher = f.p("cipher");
+    let pass = f.pass();
+    let o = ccmount(&[
+        &"encrypt",
+        &plain,
+        &cipher,
+        &"--passfile",
+        &pass,
+        &"--scryptn",
+        &"10",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    (plain, cipher)
+}
+
+#[test]
+fn load_gpu_on_the_cpu_target_loads_every_safetensors_and_reports_tensors() {
+    let f = Fixture::new();
+    let (_plain, cipher) = gpu_tree(&f);
+    let pass = f.pass();
+    let o = ccmount(&[
+        &"load-gpu",
+        &cipher,
+        &"--passfile",
+        &pass,
+        &"--target",
+        &"cpu",
+        &"--chunk-mib",
+        &"1",
+        &"--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["schema"], "ccmount.load-gpu/v1");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["target"]["kind"], "cpu");
+    let files = v["files"].as_array().unwrap();
+    let mut paths: Vec<&str> = files.iter().map(|f| f["path"].as_str().unwrap()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["model.safetensors", "sub/big.safetensors"]);
+    for file in files {
+        assert_eq!(file["verified"], true, "{file}");
+    }
+    let tiny = files
+        .iter()
+        .find(|f| f["path"] == "model.safetensors")
+        .unwrap();
+    let t = tiny["tensors"].as_array().unwrap();
+    // Sorted by offset; offsets are in the device buffer (header included).
+    assert_eq!(t[0]["name"], "a");
+    assert_eq!(t[0]["dtype"], "F32");
+    assert_eq!(t[0]["shape"], serde_json::json!([2, 3]));
+    let hdr = tiny_safetensors().len() as u64 - 29;
+    assert_eq!(t[0]["offset"], hdr);
+    assert_eq!(t[0]["bytes"], 24);
+    assert_eq!(t[1]["name"], "b");
+    assert_eq!(t[1]["offset"], hdr + 24);
+    assert_eq!(v["tensors"], 3);
+
+    // Named files, human output, --no-verify.
+    let o = ccmount(&[
+        &"load-gpu",
+        &cipher,
+        &"notes.txt",
+        &"--passfile",
+        &pass,
+        &"--target",
+        &"cpu",
+        &"--no-verify",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("loaded 1 files (12 bytes"), "{out}");
+    assert!(out.contains("not verified"), "{out}");
+}
+
+#[test]
+fn load_gpu_refuses_a_tampered_block_with_exit_26_naming_file_and_block() {
+    let f = Fixture::new();
+    let (_plain, cipher) = gpu_tree(&f);
+    let pass = f.pass();
+    // Find the big file's cipher file: the largest regular file of the tree.
+    let mut biggest = (0u64, std::path::PathBuf::new());
+    let mut stack = vec![cipher.clone()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.len() > biggest.0 {
+                biggest = (m.len(), e.path());
+            }
+        }
+    }
+    // Flip a byte of block 300 (gocryptfs AES-GCM: 18-byte header, 4128-byte blocks).
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&biggest.1)
+        .unwrap();
+    let at = 18 + 300 * 4128 + 77;
+    let mut b = [0u8; 1];
+    file.read_exact_at(&mut b, at).unwrap();
+    file.write_all_at(&[b[0] ^ 1], at).unwrap();
+    drop(file);
+    let o = ccmount(&[
+        &"load-gpu",
+        &cipher,
+        &"--passfile",
+        &pass,
+        &"--target",
+        &"cpu",
+        &"--chunk-mib",
+        &"1",
+        &"--json",
+    ]);
+    assert_eq!(code(&o), 26, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("sub/big.safetensors") && err.contains("block 300"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["error"].as_str().unwrap().contains("block 300"), "{v}");
+}
+
+#[test]
+fn load_gpu_without_a_cuda_driver_exits_50_before_asking_for_the_key() {
+    let f = Fixture::new();
+    let (_plain, cipher) = gpu_tree(&f);
+    // The passfile does not exist: the GPU check comes first, so the error is about the GPU.
+    let o = ccmount(&[&"load-gpu", &cipher, &"--passfile", &f.p("missing-pass")]);
+    if code(&o) != 50 && Path::new("/dev/nvidiactl").exists() {
+        eprintln!(
+            "SKIP load_gpu_without_a_cuda_driver: this machine has a GPU (exit {})",
+            code(&o)
+        );
+        return;
+    }
+    assert_eq!(code(&o), 50, "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("no CUDA driver")
+            || err.contains("not usable")
+            || err.contains("without GPU support"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--target cpu") || err.contains("nvidia-smi"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one-line message: {err}");
+}

@@ -113,6 +113,22 @@ pub enum Error {
         #[source]
         source: MountError,
     },
+    /// The GPU loader failed: no driver or device, a driver call, a copy, or the check of
+    /// the device copy.
+    #[error(transparent)]
+    Gpu(#[from] crate::gpu::GpuError),
+    /// A `*.safetensors` file authenticated, but its header is not valid safetensors.
+    #[error(
+        "{path}: not a valid safetensors file: {problem}; re-export it with a current safetensors writer",
+        path = .path.display()
+    )]
+    Safetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its header (in the message; not a `source`, so it is not
+        /// printed twice by error-chain printers).
+        problem: crate::safetensors::SafetensorsError,
+    },
     /// Several problems were found (decrypt keeps going and reports them all).
     #[error("{count} problem(s) found, the first: {first}")]
     Problems {
@@ -147,6 +163,10 @@ pub enum ErrorKind {
     MountpointBusy,
     /// The mount itself failed.
     MountFailed,
+    /// No GPU could be used: no driver library, no device, or a build without GPU support.
+    NoGpu,
+    /// A GPU operation failed (allocation, copy, or the device copy differs).
+    Gpu,
 }
 
 impl Error {
@@ -162,6 +182,8 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::OutputNotEmpty { .. } => ErrorKind::OutputExists,
             Error::Refused { .. } | Error::Key(_) => ErrorKind::Usage,
+            Error::Gpu(e) => e.kind(),
+            Error::Safetensors { .. } => ErrorKind::Corrupt,
             Error::Problems { kind, .. } => *kind,
             Error::Mount { source, .. } => source.kind(),
         }

@@ -28,6 +28,9 @@
 //! # let _ = n; Ok(()) }
 //! ```
 //!
+//! The GPU loader ([`gpu`]) decrypts files straight into device memory through a pipeline
+//! written against a copy-target trait: a CPU target always, CUDA with the `gpu` feature.
+//!
 //! The format modules ([`configfile`], [`contentenc`], [`nametransform`], [`cryptocore`]) are
 //! public for tests, the fuzz crate and the benchmark; they are format internals, not a
 //! stable API. The paved path is [`CipherDir`], [`CipherFile`], [`decrypt`], [`verify`],
@@ -41,9 +44,11 @@ pub mod decrypt;
 mod error;
 #[cfg(feature = "fuse")]
 pub mod fuse;
+pub mod gpu;
 pub mod manifest;
 pub mod nametransform;
 pub mod reader;
+pub mod safetensors;
 pub mod verify;
 pub mod walk;
 pub mod writer;

@@ -7,6 +7,7 @@ mod demo;
 mod encrypt;
 mod get_resource;
 mod info;
+mod load_gpu;
 mod manifest;
 #[cfg(feature = "fuse")]
 mod mount;
@@ -27,6 +28,11 @@ use crate::exit::{Exit, coded};
 
 /// Runs one parsed command. `argv` is the command line as parsed (after the mount-helper
 /// rewrite): the background mount daemon is started with it.
+// With every feature on, each arm returns and the refusal below is unreachable.
+#[cfg_attr(
+    all(feature = "fuse", feature = "demo"),
+    allow(unreachable_code, unused_variables, reason = "feature-gated arms")
+)]
 pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString]) -> Result<Exit> {
     let name = match command {
         Command::GetResource(args) => return get_resource::run(global, args),
@@ -45,7 +51,8 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
         #[cfg(not(feature = "fuse"))]
         Command::Umount(_) => "umount (this build has no `fuse` feature)",
         Command::Secrets(a) => return secrets::run(global, &a),
-        Command::LoadGpu(_) => "load-gpu",
+        Command::LoadGpu(a) => return load_gpu::run(global, a),
+        Command::BenchH2d(a) => return load_gpu::bench_h2d(global, a),
         #[cfg(feature = "demo")]
         Command::Demo(a) => return demo::run(global, &a),
         #[cfg(not(feature = "demo"))]

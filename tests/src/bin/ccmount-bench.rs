@@ -8,6 +8,8 @@
 //! ccmount-bench mmapread FILE        # prints the MB/s of reading FILE through a shared mmap
 //! ccmount-bench randread FILE N      # prints the ops/s of N random 4 KiB preads
 //! ccmount-bench walk DIR [--read]    # prints the entries/s of an lstat (+ read) walk
+//! ccmount-bench safetensors FILE SIZE_MIB  # one valid safetensors file of random BF16 tensors
+//! ccmount-bench slurp FILE           # reads FILE into one heap buffer (a "load into memory")
 //! ```
 
 #![allow(
@@ -72,6 +74,68 @@ fn generate(dir: &Path, size_mib: u64) {
     }
     fs::write(dir.join("config.json"), b"{\"model_type\": \"bench\"}\n").unwrap();
     println!("bytes={} files={}", written + 24, n + 5);
+}
+
+/// A valid safetensors file of about `size_mib` MiB: BF16 tensors of 64 MiB (the last one
+/// smaller) filled with random bytes, header padded with spaces to a multiple of 8.
+fn safetensors(path: &Path, size_mib: u64) {
+    let total = (size_mib << 20).max(2);
+    let tensor = 64u64 << 20;
+    let mut json = String::from("{\"__metadata__\":{\"format\":\"pt\"}");
+    let mut off = 0u64;
+    let mut i = 0;
+    while off < total {
+        let n = (total - off).min(tensor) & !1;
+        if n == 0 {
+            break;
+        }
+        let shape = if n.is_multiple_of(2048) {
+            format!("[{},1024]", n / 2048)
+        } else {
+            format!("[{}]", n / 2)
+        };
+        json.push_str(&format!(
+            ",\"layers.{i}.weight\":{{\"dtype\":\"BF16\",\"shape\":{shape},\"data_offsets\":[{off},{}]}}",
+            off + n
+        ));
+        off += n;
+        i += 1;
+    }
+    json.push('}');
+    while json.len() % 8 != 0 {
+        json.push(' ');
+    }
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(path).unwrap());
+    f.write_all(&(json.len() as u64).to_le_bytes()).unwrap();
+    f.write_all(json.as_bytes()).unwrap();
+    let mut rng = Rng::new(0x7e45);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = off;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        f.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+    println!("bytes={} tensors={i}", 8 + json.len() as u64 + off);
+}
+
+/// Reads a whole file into one heap buffer with 32 MiB reads, as a loader that reads a
+/// model from a (FUSE) file system into host memory would; prints the bytes read.
+fn slurp(path: &Path) {
+    use std::io::Read;
+    let mut f = fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len() as usize;
+    let mut v = vec![0u8; len];
+    let mut at = 0;
+    while at < len {
+        let end = (at + (32 << 20)).min(len);
+        let n = f.read(&mut v[at..end]).unwrap();
+        assert!(n > 0, "short read at {at}");
+        at += n;
+    }
+    println!("bytes={at} first={}", v.first().copied().unwrap_or(0));
 }
 
 fn mbps(bytes: u64, secs: f64) -> f64 {
@@ -235,9 +299,11 @@ fn main() {
             Path::new(&args[2]),
             args.get(3).is_some_and(|a| a == "--read"),
         ),
+        Some("safetensors") => safetensors(Path::new(&args[2]), args[3].parse().unwrap()),
+        Some("slurp") => slurp(Path::new(&args[2])),
         _ => {
             eprintln!(
-                "usage: ccmount-bench gen DIR SIZE_MIB | blocks MIB | fusetree DIR BIG_MIB NFILES | mmapread FILE | randread FILE N | walk DIR [--read]"
+                "usage: ccmount-bench gen DIR SIZE_MIB | blocks MIB | fusetree DIR BIG_MIB NFILES | mmapread FILE | randread FILE N | walk DIR [--read] | safetensors FILE SIZE_MIB | slurp FILE"
             );
             std::process::exit(2);
         }

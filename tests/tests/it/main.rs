@@ -18,6 +18,7 @@ mod corpus;
 mod demo;
 mod faults_cli;
 mod fuzz_corpus;
+mod gpu;
 mod hostile;
 mod hygiene;
 mod interop;

@@ -1,0 +1,392 @@
+//! `ccmount load-gpu CIPHERDIR [FILE…] KEY [--device N] [--json]`: decrypt model files
+//! straight into GPU memory (every `*.safetensors` of the tree by default), check the device
+//! copy, and report throughput and tensors. `--target cpu` runs the same pipeline against a
+//! simulated device in host memory. Also the hidden `bench-h2d` baseline of the benchmark.
+//!
+//! The device check reads each file back from the device and compares SHA-256 digests of
+//! 1 MiB pieces with digests taken from the plaintext while it was decrypted (`docs/gpu.md`
+//! explains the choice). Exit 50: no GPU or driver; 51: a GPU operation failed; 26: a block
+//! failed authentication (the error names file and block).
+
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use base64::Engine as _;
+use fuse_decrypt::cipherdir::FileKind;
+use fuse_decrypt::gpu::cpu::{CpuOptions, CpuTarget};
+use fuse_decrypt::gpu::{CopyTarget, LoadOptions, LoadedFile, Loader, TargetInfo};
+use fuse_decrypt::{CipherDir, walk};
+use serde_json::{Value, json};
+
+use crate::cli::{BenchH2dArgs, GlobalArgs, GpuArgs, GpuTarget, LoadGpuArgs};
+use crate::exit::{Exit, coded};
+use crate::keys;
+use crate::progress::{Bar, chatty};
+
+/// One loaded file, as reported.
+struct FileReport {
+    path: PathBuf,
+    bytes: u64,
+    seconds: f64,
+    chunks: u64,
+    verify_seconds: Option<f64>,
+    tensors: Option<Vec<fuse_decrypt::safetensors::TensorInfo>>,
+}
+
+fn load_options(g: &GpuArgs, hash: bool) -> Result<LoadOptions> {
+    if !(1..=1024).contains(&g.chunk_mib) {
+        return Err(coded(
+            Exit::Usage,
+            format!("--chunk-mib {}: use 1..=1024", g.chunk_mib),
+        ));
+    }
+    Ok(LoadOptions {
+        chunk_bytes: g.chunk_mib << 20,
+        depth: g.depth,
+        hash,
+    })
+}
+
+pub(crate) fn run(g: &GlobalArgs, a: LoadGpuArgs) -> Result<Exit> {
+    super::refuse_unavailable(g)?;
+    let opts = load_options(&a.gpu, !a.no_verify)?;
+    match a.gpu.target {
+        GpuTarget::Cpu => {
+            let t = CpuTarget::new(CpuOptions::default()).map_err(fuse_decrypt::Error::from)?;
+            run_on(g, &a, &t, opts, None)
+        }
+        GpuTarget::Cuda => run_cuda(g, &a, opts),
+    }
+}
+
+#[cfg(feature = "gpu")]
+fn open_cuda(device: usize, g: &GpuArgs) -> Result<fuse_decrypt::gpu::cuda::CudaTarget> {
+    use fuse_decrypt::gpu::cuda::{CudaOptions, CudaTarget};
+    // Checked before the key is fetched or scrypt runs: fail fast on a host without a GPU.
+    CudaTarget::new(
+        device,
+        CudaOptions {
+            pinned: !g.no_pinned,
+        },
+    )
+    .map_err(|e| anyhow::Error::new(fuse_decrypt::Error::from(e)))
+}
+
+#[cfg(feature = "gpu")]
+fn run_cuda(g: &GlobalArgs, a: &LoadGpuArgs, opts: LoadOptions) -> Result<Exit> {
+    let t = open_cuda(a.device, &a.gpu)?;
+    run_on(g, a, &t, opts, Some(&|| t.pinned_refused()))
+}
+
+#[cfg(not(feature = "gpu"))]
+fn run_cuda(_g: &GlobalArgs, _a: &LoadGpuArgs, _opts: LoadOptions) -> Result<Exit> {
+    Err(fuse_decrypt::Error::from(fuse_decrypt::gpu::GpuError::NotCompiled).into())
+}
+
+/// Every regular `*.safetensors` file of the tree, in walk order. A name that does not
+/// decrypt could hide a shard, so any walk problem is an error.
+fn default_files(dir: &CipherDir) -> Result<Vec<PathBuf>> {
+    let w = walk::walk(dir)?;
+    if let Some(p) = w.problems.into_iter().find(|p| !p.warning) {
+        return Err(anyhow::Error::new(p.error).context(format!(
+            "listing {}: a damaged entry could hide a model file; run `ccmount verify`",
+            dir.root().display()
+        )));
+    }
+    Ok(w.entries
+        .into_iter()
+        .filter(|e| e.kind == FileKind::File && e.name.as_bytes().ends_with(b".safetensors"))
+        .map(|e| e.plain_path)
+        .collect())
+}
+
+fn run_on<T: CopyTarget>(
+    g: &GlobalArgs,
+    a: &LoadGpuArgs,
+    target: &T,
+    opts: LoadOptions,
+    pinned_refused: Option<&dyn Fn() -> Option<String>>,
+) -> Result<Exit> {
+    let key = keys::require(&a.key)?;
+    let dir = super::open_dir(&a.cipherdir, key)?;
+    let files = if a.files.is_empty() {
+        let f = default_files(&dir)?;
+        if f.is_empty() {
+            return Err(coded(
+                Exit::Usage,
+                format!(
+                    "{}: no *.safetensors files in the tree; name the files to load",
+                    a.cipherdir.display()
+                ),
+            ));
+        }
+        f
+    } else {
+        a.files.clone()
+    };
+    let mut loader = Loader::new(target, opts)?;
+    let bar = Bar::new("load-gpu", !g.quiet && !a.json);
+    // Every file stays resident until the end, as a model load would keep it.
+    let mut resident: Vec<LoadedFile<T::Device>> = Vec::new();
+    let mut reports = Vec::new();
+    let mut failure = None;
+    for f in &files {
+        let r = load_one(&mut loader, &dir, f, &bar, !a.no_verify);
+        match r {
+            Ok((loaded, report)) => {
+                resident.push(loaded);
+                reports.push(report);
+            }
+            Err(e) => {
+                failure = Some(e.context(format!("loading {}", f.display())));
+                break;
+            }
+        }
+    }
+    bar.finish();
+    let info = target.info();
+    let pinned = loader.pinned().unwrap_or(false);
+    let refused = pinned_refused.and_then(|f| f());
+    if a.json {
+        let v = report_json(
+            &info,
+            &opts,
+            pinned,
+            refused.as_deref(),
+            &reports,
+            failure.as_ref(),
+        );
+        let mut out = std::io::stdout().lock();
+        out.write_all(&super::json_bytes(&v))?;
+        out.flush()?;
+    } else if failure.is_none() {
+        print_human(g, &info, &opts, pinned, refused.as_deref(), &reports)?;
+    }
+    drop(resident);
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(Exit::Ok),
+    }
+}
+
+fn load_one<T: CopyTarget>(
+    loader: &mut Loader<'_, T>,
+    dir: &CipherDir,
+    path: &Path,
+    bar: &Bar,
+    verify: bool,
+) -> Result<(LoadedFile<T::Device>, FileReport)> {
+    let loaded = loader.load_path(dir, path, bar)?;
+    let verify_seconds = if verify {
+        Some(loader.verify(&loaded)?)
+    } else {
+        None
+    };
+    let report = FileReport {
+        path: path.to_path_buf(),
+        bytes: loaded.len,
+        seconds: loaded.stats.seconds,
+        chunks: loaded.stats.chunks,
+        verify_seconds,
+        tensors: loaded.tensors.clone(),
+    };
+    Ok((loaded, report))
+}
+
+fn gbps(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        bytes as f64 / seconds / 1e9
+    } else {
+        0.0
+    }
+}
+
+fn path_json(p: &Path, obj: &mut serde_json::Map<String, Value>) {
+    obj.insert("path".into(), json!(p.to_string_lossy()));
+    if p.to_str().is_none() {
+        obj.insert(
+            "path_b64".into(),
+            json!(base64::engine::general_purpose::STANDARD.encode(p.as_os_str().as_bytes())),
+        );
+    }
+}
+
+/// The `ccmount.load-gpu/v1` document (`docs/cli.md`).
+fn report_json(
+    info: &TargetInfo,
+    opts: &LoadOptions,
+    pinned: bool,
+    pinned_refused: Option<&str>,
+    reports: &[FileReport],
+    failure: Option<&anyhow::Error>,
+) -> Value {
+    let total: u64 = reports.iter().map(|r| r.bytes).sum();
+    let secs: f64 = reports.iter().map(|r| r.seconds).sum();
+    let files: Vec<Value> = reports
+        .iter()
+        .map(|r| {
+            let mut o = serde_json::Map::new();
+            path_json(&r.path, &mut o);
+            o.insert("bytes".into(), json!(r.bytes));
+            o.insert("seconds".into(), json!(r.seconds));
+            o.insert("gb_per_s".into(), json!(gbps(r.bytes, r.seconds)));
+            o.insert("chunks".into(), json!(r.chunks));
+            o.insert("verified".into(), json!(r.verify_seconds.is_some()));
+            o.insert("verify_seconds".into(), json!(r.verify_seconds));
+            o.insert(
+                "tensors".into(),
+                match &r.tensors {
+                    None => Value::Null,
+                    Some(ts) => ts
+                        .iter()
+                        .map(|t| {
+                            json!({
+                                "name": t.name,
+                                "dtype": t.dtype.as_str(),
+                                "shape": t.shape,
+                                "offset": t.range.start,
+                                "bytes": t.range.end - t.range.start,
+                            })
+                        })
+                        .collect(),
+                },
+            );
+            Value::Object(o)
+        })
+        .collect();
+    json!({
+        "schema": "ccmount.load-gpu/v1",
+        "ok": failure.is_none(),
+        "target": {
+            "kind": info.kind,
+            "name": info.name,
+            "ordinal": info.ordinal,
+            "total_mem": info.total_mem,
+            "driver": info.driver,
+        },
+        "staging": {
+            "chunk_bytes": opts.chunk_bytes,
+            "depth": opts.depth,
+            "pinned": pinned,
+            "pinned_refused": pinned_refused,
+        },
+        "files": files,
+        "total_bytes": total,
+        "seconds": secs,
+        "gb_per_s": gbps(total, secs),
+        "tensors": reports.iter().filter_map(|r| r.tensors.as_ref()).map(Vec::len).sum::<usize>(),
+        "error": failure.map(|e| format!("{e:#}")),
+    })
+}
+
+fn print_human(
+    g: &GlobalArgs,
+    info: &TargetInfo,
+    opts: &LoadOptions,
+    pinned: bool,
+    pinned_refused: Option<&str>,
+    reports: &[FileReport],
+) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let verbose = chatty(g.quiet);
+    for r in reports {
+        if !verbose {
+            break;
+        }
+        let tensors = r
+            .tensors
+            .as_ref()
+            .map(|t| format!(", {} tensors", t.len()))
+            .unwrap_or_default();
+        let check = match r.verify_seconds {
+            Some(s) => format!(", device copy verified ({s:.3} s)"),
+            None => String::new(),
+        };
+        writeln!(
+            out,
+            "{}: {} bytes in {:.3} s ({:.2} GB/s){tensors}{check}",
+            r.path.display(),
+            r.bytes,
+            r.seconds,
+            gbps(r.bytes, r.seconds)
+        )?;
+    }
+    let total: u64 = reports.iter().map(|r| r.bytes).sum();
+    let secs: f64 = reports.iter().map(|r| r.seconds).sum();
+    let tensors: usize = reports
+        .iter()
+        .filter_map(|r| r.tensors.as_ref())
+        .map(Vec::len)
+        .sum();
+    let staging = if pinned { "pinned" } else { "pageable" };
+    writeln!(
+        out,
+        "loaded {} files ({total} bytes, {tensors} tensors) in {secs:.3} s: {:.2} GB/s into {} device {} ({}); {staging} staging {} x {} MiB{}",
+        reports.len(),
+        gbps(total, secs),
+        info.kind,
+        info.ordinal,
+        info.name,
+        opts.depth,
+        opts.chunk_bytes >> 20,
+        if reports.iter().all(|r| r.verify_seconds.is_some()) {
+            "; device copies verified"
+        } else {
+            "; device copies not verified (--no-verify)"
+        }
+    )?;
+    if let Some(why) = pinned_refused {
+        writeln!(
+            out,
+            "note: pinned host memory was refused ({why}); copies used pageable memory"
+        )?;
+    }
+    Ok(())
+}
+
+/// `ccmount bench-h2d`: copies `--mib` MiB of a constant pattern to the device in chunks
+/// through the same target, without decryption; prints one `key=value` line.
+pub(crate) fn bench_h2d(_g: &GlobalArgs, a: BenchH2dArgs) -> Result<Exit> {
+    let opts = load_options(&a.gpu, false)?;
+    let bytes = a.mib << 20;
+    let (secs, pinned, kind) = match a.gpu.target {
+        GpuTarget::Cpu => {
+            let t = CpuTarget::new(CpuOptions::default()).map_err(fuse_decrypt::Error::from)?;
+            let (s, p) = fuse_decrypt::gpu::plain_copy(&t, bytes, opts.chunk_bytes, opts.depth)
+                .map_err(fuse_decrypt::Error::from)?;
+            (s, p, "cpu")
+        }
+        GpuTarget::Cuda => bench_cuda(a.device, &a.gpu, bytes, &opts)?,
+    };
+    println!(
+        "plain_h2d_gbps={:.3} bytes={bytes} seconds={secs:.4} pinned={pinned} target={kind}",
+        gbps(bytes, secs)
+    );
+    Ok(Exit::Ok)
+}
+
+#[cfg(feature = "gpu")]
+fn bench_cuda(
+    device: usize,
+    g: &GpuArgs,
+    bytes: u64,
+    opts: &LoadOptions,
+) -> Result<(f64, bool, &'static str)> {
+    let t = open_cuda(device, g)?;
+    let (s, p) = fuse_decrypt::gpu::plain_copy(&t, bytes, opts.chunk_bytes, opts.depth)
+        .map_err(fuse_decrypt::Error::from)
+        .context("plain host-to-device copy")?;
+    Ok((s, p, "cuda"))
+}
+
+#[cfg(not(feature = "gpu"))]
+fn bench_cuda(
+    _device: usize,
+    _g: &GpuArgs,
+    _bytes: u64,
+    _opts: &LoadOptions,
+) -> Result<(f64, bool, &'static str)> {
+    Err(fuse_decrypt::Error::from(fuse_decrypt::gpu::GpuError::NotCompiled).into())
+}
