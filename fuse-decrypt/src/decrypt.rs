@@ -145,12 +145,12 @@ pub fn decrypt_tree(
 }
 
 /// [`decrypt_tree`] that also holds every entry to `pin` while writing it, so that storage
-/// changed after an earlier [`crate::manifest::check`] cannot slip in: an entry not in the
+/// changed after an earlier [`crate::manifest::check()`] cannot slip in: an entry not in the
 /// manifest (or of another type) is not written; a file whose file ID or size differs is
 /// not decrypted; a file whose decrypted content does not hash to the pinned SHA-256 (read
 /// back from the temporary file) is not renamed into place; a symlink whose target differs
 /// is not created; a pinned entry that is gone is a problem. Each is a
-/// [`CorruptError::Pin`](crate::CorruptError::Pin) problem in the summary.
+/// [`crate::CorruptError::Pin`] problem in the summary.
 ///
 /// # Errors
 /// As [`decrypt_tree`].

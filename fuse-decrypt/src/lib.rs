@@ -34,7 +34,7 @@
 //! The format modules ([`configfile`], [`contentenc`], [`nametransform`], [`cryptocore`]) are
 //! public for tests, the fuzz crate and the benchmark; they are format internals, not a
 //! stable API. The paved path is [`CipherDir`], [`CipherFile`], [`decrypt`], [`verify`],
-//! [`manifest`] (model pinning: [`manifest::check`]) and [`writer`].
+//! [`manifest`] (model pinning: [`manifest::check()`]) and [`writer`].
 
 pub mod cipherdir;
 pub mod configfile;

@@ -317,7 +317,7 @@ pub fn mount(
     mount_pinned(dir, mountpoint, cfg, None)
 }
 
-/// [`mount`], serving only the tree that [`crate::manifest::check`] accepted: entries the
+/// [`mount`], serving only the tree that [`crate::manifest::check()`] accepted: entries the
 /// pin does not list are hidden, and a file whose type, size or file ID changed since the
 /// check is refused with `EIO` (logged with its path).
 ///

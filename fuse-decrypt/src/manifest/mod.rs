@@ -5,7 +5,7 @@
 //!
 //! gocryptfs authenticates each block and binds it to its file ID and position, but binds
 //! neither a file's content to its name, nor a file to the tree, nor a file's length
-//! (gocryptfs has no counterpart to this module). A manifest closes that: [`check`]
+//! (gocryptfs has no counterpart to this module). A manifest closes that: [`check()`]
 //! compares a tree against one and names every difference.
 //!
 //! Canonical form: RFC 8785 (JCS) serialisation of the document followed by one `\n`;
