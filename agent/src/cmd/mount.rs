@@ -253,9 +253,20 @@ fn serve(
     if let Some(s) = status {
         s.ready();
     }
-    let res = handle.wait();
+    let mut res = handle.wait();
     if let Some(r) = &ready {
         let _ = std::fs::remove_file(r);
+    }
+    // Torn down on our own stop signal: a loop thread that saw the connection go away with
+    // an error other than ENODEV (e.g. a reply to a request the detach aborted) is not a
+    // failure of the mount the user asked to stop.
+    let stopping = matches!(
+        *stage.lock().unwrap_or_else(PoisonError::into_inner),
+        Stage::Stopping
+    );
+    if stopping && let Err(e) = &res {
+        warn!("while stopping: {e}");
+        res = Ok(());
     }
     res.with_context(|| format!("serving {}", mountpoint.display()))?;
     info!("unmounted {}", mountpoint.display());

@@ -37,6 +37,8 @@ fn bodies() -> BTreeMap<&'static str, Body> {
         ("long_name_file", f::long_name_file),
         ("diriv", f::diriv),
         ("base64", f::base64),
+        ("manifest", f::manifest),
+        ("safetensors_header", f::safetensors_header),
         ("kbs_json", a::kbs_json),
         ("jwe", a::jwe),
         ("resource_uri", a::resource_uri),
