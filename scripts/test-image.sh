@@ -61,6 +61,10 @@ say "ok: contents: $(wc -l <<<"$files") files ($(du -sh "$root" | cut -f1)), no 
 # --- the cipher tree to verify ------------------------------------------------------------
 tree=$work/tree
 python3 scripts/deploy/materialize_corpus.py tests/fixtures/gocryptfs-2.3 default "$tree" >/dev/null
+# The image runs as 65532: the tree (and the private work directory above it) must be
+# readable by that user, as a volume mounted into a pod is.
+chmod a+x "$work"
+chmod -R a+rX "$tree"
 
 # --- runner: podman run, else chroot into the exported root --------------------------------
 mode=podman
@@ -92,10 +96,11 @@ in_image() {
     # shellcheck disable=SC2016 # the inner script expands its own positional parameters
     timeout 120 unshare --mount --net --propagation private -- sh -ec '
       root=$1 tree=$2; shift 2
-      mount --bind "$tree" "$root/data/tree"
-      mount -o remount,bind,ro "$root/data/tree"
+      # The root first: a later non-recursive bind of the root would hide the tree.
       mount --bind "$root" "$root"
       mount -o remount,bind,ro "$root"
+      mount --bind "$tree" "$root/data/tree"
+      mount -o remount,bind,ro "$root/data/tree"
       exec chroot --userspec=65532:65532 "$root" "$@"' sh "$root" "$tree" "$@"
   fi
 }
