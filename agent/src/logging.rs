@@ -48,6 +48,10 @@ pub(crate) fn init(g: &GlobalArgs, daemon: bool) {
 
 /// From now on, log lines go to syslog (`/dev/log`). Returns false when there is no syslog
 /// socket (a container): lines are then dropped with stderr.
+#[cfg_attr(
+    not(feature = "fuse"),
+    allow(dead_code, reason = "used by the mount daemon")
+)]
 pub(crate) fn to_syslog() -> bool {
     let Ok(sock) = UnixDatagram::unbound() else {
         return false;

@@ -12,7 +12,9 @@ use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+#[cfg(feature = "gpu")]
+use anyhow::Context;
+use anyhow::Result;
 use base64::Engine as _;
 use fuse_decrypt::cipherdir::FileKind;
 use fuse_decrypt::gpu::cpu::{CpuOptions, CpuTarget};

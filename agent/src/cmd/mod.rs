@@ -34,6 +34,8 @@ use crate::exit::{Exit, coded};
     allow(unreachable_code, unused_variables, reason = "feature-gated arms")
 )]
 pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString]) -> Result<Exit> {
+    #[cfg(not(feature = "fuse"))]
+    let _ = argv;
     let name = match command {
         Command::GetResource(args) => return get_resource::run(global, args),
         Command::Attest(args) => return attest::run(global, &args),
