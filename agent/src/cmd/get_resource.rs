@@ -56,15 +56,15 @@ pub(crate) fn run(global: &GlobalArgs, args: GetResourceArgs) -> Result<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Parses an octal mode such as `0400` or `600`.
-fn parse_mode(s: &str) -> Result<u32> {
+/// Parses an octal mode such as `0400` or `600` (also `[[secrets]] mode`).
+pub(crate) fn parse_mode(s: &str) -> Result<u32> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o777)
         .ok_or_else(|| {
             coded(
                 Exit::Usage,
-                format!("invalid --mode {s:?}: use octal permissions such as 0400 or 0600"),
+                format!("invalid mode {s:?}: use octal permissions such as 0400 or 0600"),
             )
         })
 }

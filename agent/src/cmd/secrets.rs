@@ -157,7 +157,7 @@ fn load_plan(path: &Path, interval_flag: Option<Duration>) -> Result<Plan> {
         let what = format!("[[secrets]] #{} in {}", i + 1, path.display());
         let uri = ResourceUri::parse(&s.resource).with_context(|| what.clone())?;
         let mode = match &s.mode {
-            Some(m) => parse_mode(m).with_context(|| what.clone())?,
+            Some(m) => super::get_resource::parse_mode(m).with_context(|| what.clone())?,
             None => DEFAULT_MODE,
         };
         let p = if s.path.is_absolute() {
@@ -334,19 +334,6 @@ fn wait_and_refresh(plan: &Plan, signals: Signals) -> Result<Exit> {
             ),
         }
     }
-}
-
-/// Parses an octal mode such as `0400`.
-fn parse_mode(s: &str) -> Result<u32> {
-    u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .ok_or_else(|| {
-            coded(
-                Exit::Usage,
-                format!("invalid mode {s:?}: use octal permissions such as \"0400\""),
-            )
-        })
 }
 
 #[cfg(test)]

@@ -8,21 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use test_kbs::{Endpoint, KbsConfig, Policy, TestKbs};
 
-pub(crate) fn ccmount() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("ccmount");
-    if bin.exists() {
-        Some(bin)
-    } else {
-        eprintln!(
-            "skipping: {} not built (run cargo build -p ccmount)",
-            bin.display()
-        );
-        None
-    }
-}
-
-struct Fixture {
+pub(crate) struct Fixture {
     kbs: TestKbs,
     dir: tempfile::TempDir,
     ca: PathBuf,
@@ -58,7 +44,9 @@ fn run(bin: &PathBuf, f: &Fixture, args: &[&str]) -> Output {
 
 #[test]
 fn get_resource_to_stdout_and_file() {
-    let Some(bin) = ccmount() else { return };
+    let Some(bin) = e2e::ccmount_bin() else {
+        return;
+    };
     let f = fixture(Policy::allow_all());
     let out = run(&bin, &f, &["get-resource", "kbs:///default/key/model"]);
     assert_eq!(
@@ -116,7 +104,9 @@ fn get_resource_to_stdout_and_file() {
 
 #[test]
 fn exit_codes() {
-    let Some(bin) = ccmount() else { return };
+    let Some(bin) = e2e::ccmount_bin() else {
+        return;
+    };
     let f = fixture(Policy::trustee_default());
     let out = run(&bin, &f, &["get-resource", "kbs:///default/key/model"]);
     assert_eq!(out.status.code(), Some(34), "policy deny");
@@ -198,7 +188,9 @@ fn exit_codes() {
 
 #[test]
 fn attest_json_shows_claims_not_secrets() {
-    let Some(bin) = ccmount() else { return };
+    let Some(bin) = e2e::ccmount_bin() else {
+        return;
+    };
     let f = fixture(Policy::allow_all());
     let out = run(&bin, &f, &["attest", "--json"]);
     assert_eq!(

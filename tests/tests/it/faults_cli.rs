@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use test_kbs::{Endpoint, FaultKind, KbsConfig, Policy, TestKbs};
 
-use crate::attest_cli::ccmount;
+use e2e::ccmount_bin as ccmount;
 
 const SECRET: &[u8] = b"model password\n";
 

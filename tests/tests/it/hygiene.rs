@@ -11,7 +11,7 @@ use fuse_decrypt::cryptocore::{Backend, ContentAlgo, ContentCipher, MasterKey};
 use fuse_decrypt::{CipherDir, KeySource, OpenOptions};
 use test_kbs::{Endpoint, KbsConfig, Policy, TestKbs};
 
-use crate::attest_cli::ccmount;
+use e2e::ccmount_bin as ccmount;
 
 const PASSWORD: &str = "test-password-123";
 const RESOURCE: &[u8] = b"planted-kbs-resource-9f3e1a7c";

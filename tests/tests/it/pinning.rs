@@ -23,20 +23,6 @@ use test_kbs::{Endpoint, KbsConfig, Policy, TestKbs};
 
 const PASSWORD: &str = "pin-s3cret";
 
-fn ccmount_bin() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("ccmount");
-    if bin.exists() {
-        Some(bin)
-    } else {
-        eprintln!(
-            "SKIP pinning: {} not built (run cargo build -p ccmount)",
-            bin.display()
-        );
-        None
-    }
-}
-
 struct Fx {
     bin: PathBuf,
     tmp: tempfile::TempDir,
@@ -45,7 +31,7 @@ struct Fx {
 impl Fx {
     fn new() -> Option<Fx> {
         Some(Fx {
-            bin: ccmount_bin()?,
+            bin: e2e::ccmount_bin()?,
             tmp: tempfile::tempdir().unwrap(),
         })
     }
