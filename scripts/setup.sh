@@ -7,6 +7,8 @@ need_apt=()
 command -v gocryptfs >/dev/null 2>&1 || need_apt+=(gocryptfs)
 command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
 command -v setfattr >/dev/null 2>&1 || need_apt+=(attr)
+# The minisign CLI signs a manifest in tests (pinning::minisign_cli_signature_is_accepted).
+command -v minisign >/dev/null 2>&1 || need_apt+=(minisign)
 
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" -ne 0 ]; then
