@@ -11,8 +11,9 @@
 //!
 //! The serving process blocks SIGTERM/SIGINT/SIGQUIT/SIGHUP in every thread and waits for
 //! them on one thread: a stop signal unmounts (lazily when busy: the mount point is freed at
-//! once and open files keep working until closed), so no stale mount is left. It disables
-//! core dumps before the key is loaded and locks its memory afterwards (best effort).
+//! once and open files keep working until closed), so no stale mount is left. Core dumps are
+//! already off (`hardening::disable_core_dumps` in `main`, before any key is read); the
+//! serving process also locks its memory once the key is loaded (best effort).
 //!
 //! `--expect PIN` checks the whole tree (or, with `--expect-mode structure`, names, types,
 //! sizes and file IDs) before the mount goes live, and the file system then serves only the
@@ -166,7 +167,6 @@ fn serve(
     cfg: &fuse::MountConfig,
     status: Option<&StatusPipe>,
 ) -> Result<Exit> {
-    no_core_dumps();
     let stage = Arc::new(Mutex::new(Stage::Starting));
     watch_signals(Arc::clone(&stage))?;
 
@@ -349,21 +349,6 @@ fn write_ready(path: &Path, mountpoint: &Path) -> Result<()> {
     );
     super::write_atomic(path, body.as_bytes())
         .with_context(|| format!("writing the ready file {}", path.display()))
-}
-
-/// No core dumps: a dump of the daemon would hold the content key.
-fn no_core_dumps() {
-    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
-    if let Err(e) = set_dumpable_behavior(DumpableBehavior::NotDumpable) {
-        warn!("could not mark the process non-dumpable (prctl: {e})");
-    }
-    let zero = Rlimit {
-        current: Some(0),
-        maximum: Some(0),
-    };
-    if let Err(e) = setrlimit(Resource::Core, zero) {
-        warn!("could not disable core dumps (RLIMIT_CORE: {e})");
-    }
 }
 
 /// Locks the pages mapped now (the key schedules among them) so they are never swapped out.
