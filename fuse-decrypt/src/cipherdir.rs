@@ -534,22 +534,7 @@ impl CipherDir {
 
     /// Reads and checks the `.name` file of long-name entry `cipher_path`.
     fn read_long_name(&self, cipher_path: &Path, name: &OsStr) -> Result<Vec<u8>> {
-        let mut side = name.to_owned();
-        side.push(LONGNAME_SUFFIX);
-        let side_path = self.abs(&cipher_path.with_file_name(&side));
-        let stored = match read_small(&side_path, MAX_LONGNAME_FILE) {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                return Err(Error::corrupt(
-                    cipher_path,
-                    LongNameError::TooLarge(MAX_LONGNAME_FILE + 1),
-                ));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::corrupt(cipher_path, LongNameError::MissingNameFile));
-            }
-            Err(e) => return Err(Error::io("reading", side_path, e)),
-        };
+        let stored = read_long_name_file(&self.root, cipher_path, name)?;
         self.names
             .check_long_name(name, &stored)
             .map_err(|e| Error::corrupt(cipher_path, e))?;
@@ -816,6 +801,25 @@ pub fn read_dir_iv(path: &Path) -> Result<DirIv> {
             Err(Error::corrupt(path, DirIvError::Missing))
         }
         Err(e) => Err(Error::io("reading", path, e)),
+    }
+}
+
+/// Reads the `.name` side file of the long-name entry `rel` (cipher path relative to
+/// `root`), bounded by `MAX_LONGNAME_FILE`; a missing or oversized file is corruption of `rel`.
+pub(crate) fn read_long_name_file(root: &Path, rel: &Path, name: &OsStr) -> Result<Vec<u8>> {
+    let mut side = name.to_owned();
+    side.push(LONGNAME_SUFFIX);
+    let side_path = root.join(rel.with_file_name(&side));
+    match read_small(&side_path, MAX_LONGNAME_FILE) {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => Err(Error::corrupt(
+            rel,
+            LongNameError::TooLarge(MAX_LONGNAME_FILE + 1),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::corrupt(rel, LongNameError::MissingNameFile))
+        }
+        Err(e) => Err(Error::io("reading", side_path, e)),
     }
 }
 

@@ -21,14 +21,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::Progress;
-use crate::cipherdir::{CipherDir, Entry, FileKind, read_dir_iv, read_small};
+use crate::cipherdir::{CipherDir, Entry, FileKind, read_dir_iv, read_long_name_file};
 use crate::configfile::{CONF_NAME, Config, Layout, NameLayout};
 use crate::contentenc::{Geometry, SizeCheck};
 use crate::decrypt::PIECE_BLOCKS;
 use crate::error::{BlockErrorKind, CorruptError, Error, HeaderError, LongNameError};
-use crate::nametransform::{
-    self, DIRIV_NAME, EntryClass, LONGNAME_SUFFIX, MAX_LONGNAME_FILE, XATTR_PREFIX, classify,
-};
+use crate::nametransform::{self, DIRIV_NAME, EntryClass, LONGNAME_SUFFIX, XATTR_PREFIX, classify};
 use crate::reader::check_header;
 use crate::walk::walk;
 
@@ -854,22 +852,7 @@ impl NoKeyChecker<'_> {
     }
 
     fn check_long(&self, rel: &Path, name: &OsStr) -> Result<(), Error> {
-        let mut side = name.to_owned();
-        side.push(LONGNAME_SUFFIX);
-        let side_abs = self.abs(&rel.with_file_name(&side));
-        let stored = match read_small(&side_abs, MAX_LONGNAME_FILE) {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                return Err(Error::corrupt(
-                    rel,
-                    LongNameError::TooLarge(MAX_LONGNAME_FILE + 1),
-                ));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::corrupt(rel, LongNameError::MissingNameFile));
-            }
-            Err(e) => return Err(Error::io("reading", side_abs, e)),
-        };
+        let stored = read_long_name_file(self.root, rel, name)?;
         let lnm = match self.layout.names {
             NameLayout::Encrypted { long_name_max, .. } => usize::from(long_name_max),
             NameLayout::Plaintext => 255,
