@@ -463,14 +463,20 @@ impl Filesystem for CcFs {
                     self.report("open", &err);
                     errno_of(&err)
                 })?;
-                if let Some(pin) = &self.pin
-                    && (pin.file_id(&e.plain_path) != file.file_id() || !self.pinned_ok(e))
-                {
-                    self.refuse_unpinned(
-                        &e.plain_path,
-                        "its file ID differs from the pinned one (the file was replaced)",
+                // The entry itself passed `pinned_ok` when it was looked up or listed; what
+                // can have changed since is the file behind it, so check the opened file.
+                if let Some(pin) = &self.pin {
+                    let size_ok = matches!(
+                        pin.pinned(&e.plain_path).map(|m| &m.kind),
+                        Some(EntryKind::File(f)) if f.size == file.plain_size()
                     );
-                    return Err(Errno::EIO);
+                    if pin.file_id(&e.plain_path) != file.file_id() || !size_ok {
+                        self.refuse_unpinned(
+                            &e.plain_path,
+                            "its file ID or size differs from the pinned one (the file was replaced)",
+                        );
+                        return Err(Errno::EIO);
+                    }
                 }
                 Ok(file)
             } else {
