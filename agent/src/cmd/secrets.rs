@@ -14,10 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use attest::ResourceUri;
+use attest::{ResourceUri, Secret};
 use clap::Parser as _;
 use serde::Deserialize;
-use zeroize::Zeroizing;
 
 use crate::cli::{Cli, GlobalArgs, SecretsArgs, parse_duration};
 use crate::exit::{Exit, coded};
@@ -264,18 +263,18 @@ pub(crate) fn deliver(targets: &[Target]) -> Result<()> {
     if targets.is_empty() {
         return Ok(());
     }
-    let fetched: Vec<Zeroizing<Vec<u8>>> = kbs::with_shared(|s| {
+    let fetched: Vec<Secret> = kbs::with_shared(|s| {
         let url = s.url().to_owned();
         targets
             .iter()
             .map(|t| {
                 s.get_resource(&t.uri)
-                    .map(|secret| Zeroizing::new(secret.expose().to_vec()))
                     .with_context(|| format!("fetching {} from {url}", t.uri))
             })
             .collect()
     })?;
-    for (t, bytes) in targets.iter().zip(&fetched) {
+    for (t, secret) in targets.iter().zip(&fetched) {
+        let bytes = secret.expose();
         super::get_resource::write_atomic(&t.path, bytes, t.mode)
             .with_context(|| format!("writing {} (for {})", t.path.display(), t.uri))?;
         tracing::info!(resource = %t.uri, path = %t.path.display(), mode = format!("{:o}", t.mode), bytes = bytes.len(), "delivered secret");
