@@ -169,7 +169,77 @@ fn serve(
 ) -> Result<Exit> {
     let stage = Arc::new(Mutex::new(Stage::Starting));
     watch_signals(Arc::clone(&stage))?;
+    let live = start(g, a, cfg, &stage)?;
+    if let Some(s) = status {
+        s.ready();
+    }
+    live.wait(|| {
+        matches!(
+            *stage.lock().unwrap_or_else(PoisonError::into_inner),
+            Stage::Stopping
+        )
+    })?;
+    Ok(Exit::Ok)
+}
 
+/// A live mount made by [`start`]; its owner stops it with [`stop`] and waits with
+/// [`Live::wait`].
+#[derive(Debug)]
+pub(crate) struct Live {
+    handle: MountHandle,
+    ready: Option<PathBuf>,
+}
+
+impl Live {
+    /// Stops this mount from any thread.
+    pub(crate) fn unmounter(&self) -> Unmounter {
+        self.handle.unmounter()
+    }
+
+    /// The ready file, if any (to remove before unmounting).
+    pub(crate) fn ready_file(&self) -> Option<PathBuf> {
+        self.ready.clone()
+    }
+
+    /// Waits until the mount goes away (our stop, `ccmount umount`, `umount`), then removes
+    /// the ready file. `stopping` says whether the owner itself asked for the unmount.
+    pub(crate) fn wait(self, stopping: impl Fn() -> bool) -> Result<()> {
+        let mountpoint = self.handle.mountpoint().to_path_buf();
+        let mut res = self.handle.wait();
+        if let Some(r) = &self.ready {
+            let _ = std::fs::remove_file(r);
+        }
+        // Torn down on our own stop signal: a loop thread that saw the connection go away
+        // with an error other than ENODEV (e.g. a reply to a request the detach aborted) is
+        // not a failure of the mount the user asked to stop.
+        if let Err(e) = &res
+            && stopping()
+        {
+            warn!("while stopping: {e}");
+            res = Ok(());
+        }
+        res.with_context(|| format!("serving {}", mountpoint.display()))?;
+        info!("unmounted {}", mountpoint.display());
+        Ok(())
+    }
+}
+
+/// Runs a mount in a process that goes on with other work (`ccmount secrets` with a
+/// `[model] mount_at` job): the same checks, key, pin and mount as `ccmount mount -f`; the
+/// caller owns the signals and stops the mount with [`stop`].
+pub(crate) fn start_beside(g: &GlobalArgs, a: &MountArgs) -> Result<Live> {
+    let cfg = mountopts::config(a).map_err(|m| coded(Exit::Usage, m))?;
+    start(g, a, &cfg, &Mutex::new(Stage::Starting))
+}
+
+/// Everything from the cheap checks to the live mount and its ready file. `stage` is held
+/// while the mount is made, so a stop signal handled on another thread sees it `Mounted`.
+fn start(
+    g: &GlobalArgs,
+    a: &MountArgs,
+    cfg: &fuse::MountConfig,
+    stage: &Mutex<Stage>,
+) -> Result<Live> {
     let ready = a
         .ready_file
         .as_deref()
@@ -250,27 +320,7 @@ fn serve(
         mountpoint.display(),
         if cfg.direct_io { ", direct I/O" } else { "" }
     );
-    if let Some(s) = status {
-        s.ready();
-    }
-    let mut res = handle.wait();
-    if let Some(r) = &ready {
-        let _ = std::fs::remove_file(r);
-    }
-    // Torn down on our own stop signal: a loop thread that saw the connection go away with
-    // an error other than ENODEV (e.g. a reply to a request the detach aborted) is not a
-    // failure of the mount the user asked to stop.
-    let stopping = matches!(
-        *stage.lock().unwrap_or_else(PoisonError::into_inner),
-        Stage::Stopping
-    );
-    if stopping && let Err(e) = &res {
-        warn!("while stopping: {e}");
-        res = Ok(());
-    }
-    res.with_context(|| format!("serving {}", mountpoint.display()))?;
-    info!("unmounted {}", mountpoint.display());
-    Ok(Exit::Ok)
+    Ok(Live { handle, ready })
 }
 
 /// Blocks the stop signals in this thread (and so in every thread started later) and
@@ -310,24 +360,29 @@ fn on_stop_signal(sig: Signal, stage: &Mutex<Stage>) {
         }
         Stage::Mounted { unmounter, ready } => {
             info!("{sig}: unmounting {}", unmounter.path().display());
-            // Not ready any more before the mount goes, so a probe never sees a stale "ready".
-            if let Some(r) = ready {
-                let _ = std::fs::remove_file(r);
-            }
-            match unmounter.unmount() {
-                Ok(Unmounted::Detached) => warn!(
-                    "{} was busy: detached; open files keep working until they are closed",
-                    unmounter.path().display()
-                ),
-                Ok(_) => {}
-                Err(e) => error!("{e}"),
-            }
+            stop(unmounter, ready.as_deref());
             *st = Stage::Stopping;
         }
         Stage::Stopping => {
             warn!("{sig} again: exiting now");
             std::process::exit(128 + sig as i32);
         }
+    }
+}
+
+/// Unmounts (lazily when busy), removing the ready file first so a probe never sees a
+/// stale "ready". Errors are logged: this runs on a stop path that must not fail.
+pub(crate) fn stop(unmounter: &Unmounter, ready: Option<&Path>) {
+    if let Some(r) = ready {
+        let _ = std::fs::remove_file(r);
+    }
+    match unmounter.unmount() {
+        Ok(Unmounted::Detached) => warn!(
+            "{} was busy: detached; open files keep working until they are closed",
+            unmounter.path().display()
+        ),
+        Ok(_) => {}
+        Err(e) => error!("{e}"),
     }
 }
 

@@ -6,6 +6,10 @@
 //! re-fetches on SIGHUP and every `interval`; SIGTERM/SIGINT end it with exit 0. A failed
 //! refresh keeps the files already delivered and is retried at the next trigger.
 //!
+//! The `[model]` job either decrypts the model (`decrypt_to`, done before the secrets) or
+//! mounts it (`mount_at`): the mount is served by this same process for as long as it runs,
+//! and a stop signal unmounts it (lazily when busy) before the exit.
+//!
 //! Mirrors the product brief's flow 4 (secrets for the inference server) and the CoCo
 //! "confidential data hub" habit of sealed secrets written to a tmpfs.
 
@@ -62,7 +66,20 @@ struct ModelJob {
     #[serde(default)]
     decrypt_to: Option<PathBuf>,
     #[serde(default)]
+    mount_at: Option<PathBuf>,
+    #[serde(default)]
     expect: Option<String>,
+    // Mount-only settings, as `ccmount mount`'s flags of the same name.
+    #[serde(default)]
+    expect_mode: Option<String>,
+    #[serde(default)]
+    options: Option<String>,
+    #[serde(default)]
+    ready_file: Option<PathBuf>,
+    #[serde(default)]
+    threads: Option<usize>,
+    #[serde(default)]
+    direct_io: Option<bool>,
 }
 
 /// One validated secret to deliver.
@@ -89,7 +106,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &SecretsArgs) -> Result<Exit> {
             "ccmount secrets needs --config FILE listing [[secrets]] (see docs/deploy/config-example.toml)",
         ));
     };
-    let plan = load_plan(config, args.interval)?;
+    let plan = load_plan(config, args.interval, args.once)?;
     // Handlers go in before the first delivery: a SIGHUP sent as soon as the files appear
     // must refresh them, not kill the process (SIGHUP's default action).
     let signals = if args.once {
@@ -97,13 +114,21 @@ pub(crate) fn run(global: &GlobalArgs, args: &SecretsArgs) -> Result<Exit> {
     } else {
         Some(Signals::install()?)
     };
-    if let Some(argv) = &plan.model {
-        run_model_job(global, argv)?;
+    let mount = match &plan.model {
+        Some(argv) => run_model_job(global, argv)?,
+        None => None,
+    };
+    let mount = ModelMount::watch(mount)?;
+    if let Err(e) = deliver(&plan.targets) {
+        // Not left serving a model beside secrets that never came.
+        return Err(match mount {
+            Some(m) => m.stop_after(e, signals.as_ref().map(|s| &s.rt)),
+            None => e,
+        });
     }
-    deliver(&plan.targets)?;
     match signals {
         None => Ok(Exit::Ok),
-        Some(signals) => wait_and_refresh(&plan, signals),
+        Some(signals) => wait_and_refresh(&plan, signals, mount),
     }
 }
 
@@ -136,7 +161,7 @@ impl Signals {
 }
 
 /// Parses and checks the config before any network traffic.
-fn load_plan(path: &Path, interval_flag: Option<Duration>) -> Result<Plan> {
+fn load_plan(path: &Path, interval_flag: Option<Duration>, once: bool) -> Result<Plan> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     let cfg: FileConfig = toml::from_str(&text).map_err(|e| {
@@ -195,6 +220,15 @@ fn load_plan(path: &Path, interval_flag: Option<Duration>) -> Result<Plan> {
         ));
     }
     let model = cfg.model.map(|m| model_argv(&m, base)).transpose()?;
+    if once && model.as_ref().is_some_and(|argv| argv[1] == "mount") {
+        return Err(coded(
+            Exit::Usage,
+            format!(
+                "[model] mount_at in {} needs the process to stay up: drop --once, or use decrypt_to",
+                path.display()
+            ),
+        ));
+    }
     if targets.is_empty() && model.is_none() {
         return Err(coded(
             Exit::Usage,
@@ -222,21 +256,56 @@ fn model_argv(m: &ModelJob, base: &Path) -> Result<Vec<String>> {
             base.join(p)
         }
     };
-    let Some(out) = &m.decrypt_to else {
-        return Err(coded(
-            Exit::Usage,
-            "[model] needs decrypt_to = \"DIR\" (the directory the plaintext model is written to)",
-        ));
+    let s = |p: &Path| abs(p).to_string_lossy().into_owned();
+    let mut argv: Vec<String> = match (&m.decrypt_to, &m.mount_at) {
+        (Some(out), None) => {
+            let mount_only = [
+                ("expect_mode", m.expect_mode.is_some()),
+                ("options", m.options.is_some()),
+                ("ready_file", m.ready_file.is_some()),
+                ("threads", m.threads.is_some()),
+                ("direct_io", m.direct_io.is_some()),
+            ];
+            if let Some((name, _)) = mount_only.iter().find(|(_, set)| *set) {
+                return Err(coded(
+                    Exit::Usage,
+                    format!("[model] {name} applies to mount_at only, not to decrypt_to"),
+                ));
+            }
+            ["decrypt", &s(&m.cipherdir), &s(out), "--force"]
+                .map(str::to_owned)
+                .to_vec()
+        }
+        (None, Some(mnt)) => {
+            let mut v = ["mount", &s(&m.cipherdir), &s(mnt), "--foreground"]
+                .map(str::to_owned)
+                .to_vec();
+            if let Some(o) = &m.options {
+                v.extend(["-o".to_owned(), o.clone()]);
+            }
+            if let Some(r) = &m.ready_file {
+                v.extend(["--ready-file".to_owned(), s(r)]);
+            }
+            if let Some(n) = m.threads {
+                v.extend(["--threads".to_owned(), n.to_string()]);
+            }
+            if m.direct_io == Some(true) {
+                v.push("--direct-io".to_owned());
+            }
+            if let Some(x) = &m.expect_mode {
+                v.extend(["--expect-mode".to_owned(), x.clone()]);
+            }
+            v
+        }
+        _ => {
+            return Err(coded(
+                Exit::Usage,
+                "[model] needs exactly one of decrypt_to = \"DIR\" (write the plaintext model there) and mount_at = \"DIR\" (serve it there read-only)",
+            ));
+        }
     };
-    let mut argv = vec![
-        "ccmount".to_owned(),
-        "decrypt".to_owned(),
-        abs(&m.cipherdir).to_string_lossy().into_owned(),
-        abs(out).to_string_lossy().into_owned(),
-        "--force".to_owned(),
-        "--key".to_owned(),
-        m.key.clone(),
-    ];
+    argv.insert(0, "ccmount".to_owned());
+    argv.extend(["--key".to_owned(), m.key.clone()]);
     if let Some(f) = &m.key_format {
         argv.extend(["--key-format".to_owned(), f.clone()]);
     }
@@ -246,14 +315,91 @@ fn model_argv(m: &ModelJob, base: &Path) -> Result<Vec<String>> {
     Ok(argv)
 }
 
-fn run_model_job(global: &GlobalArgs, argv: &[String]) -> Result<()> {
+/// A live `[model] mount_at` mount (only in builds with FUSE).
+#[cfg(feature = "fuse")]
+type Live = super::mount::Live;
+#[cfg(not(feature = "fuse"))]
+type Live = std::convert::Infallible;
+
+/// Runs the `[model]` job: a decrypt runs to its end; a mount is returned live.
+fn run_model_job(global: &GlobalArgs, argv: &[String]) -> Result<Option<Live>> {
     let cli = Cli::try_parse_from(argv)
         .map_err(|e| coded(Exit::Usage, format!("[model] in the config file: {e}")))?;
     tracing::info!(job = %argv[1..3].join(" "), "running the [model] job");
+    #[cfg(feature = "fuse")]
+    if let crate::cli::Command::Mount(a) = &cli.command {
+        return super::mount::start_beside(global, a).map(Some);
+    }
     let os_argv: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
     match super::dispatch(global, cli.command, &os_argv)? {
-        Exit::Ok => Ok(()),
+        Exit::Ok => Ok(None),
         other => Err(coded(other, "the [model] job failed")),
+    }
+}
+
+/// The model mount served beside the refresh loop: a thread waits for it to go away and
+/// reports on a channel the loop selects on.
+struct ModelMount {
+    #[cfg(feature = "fuse")]
+    unmounter: fuse_decrypt::fuse::Unmounter,
+    #[cfg(feature = "fuse")]
+    ready: Option<PathBuf>,
+    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ended: tokio::sync::oneshot::Receiver<Result<()>>,
+}
+
+impl ModelMount {
+    #[cfg(feature = "fuse")]
+    fn watch(live: Option<Live>) -> Result<Option<Self>> {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let Some(live) = live else { return Ok(None) };
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (tx, ended) = tokio::sync::oneshot::channel();
+        let unmounter = live.unmounter();
+        let ready = live.ready_file();
+        let flag = Arc::clone(&stopping);
+        let spawned = std::thread::Builder::new()
+            .name("ccmount-model-mount".into())
+            .spawn(move || {
+                let _ = tx.send(live.wait(|| flag.load(Ordering::SeqCst)));
+            });
+        if let Err(e) = spawned {
+            super::mount::stop(&unmounter, ready.as_deref());
+            return Err(e).context("starting the thread that watches the model mount");
+        }
+        Ok(Some(Self {
+            unmounter,
+            ready,
+            stopping,
+            ended,
+        }))
+    }
+
+    #[cfg(not(feature = "fuse"))]
+    fn watch(live: Option<Live>) -> Result<Option<Self>> {
+        Ok(live.map(|never| match never {}))
+    }
+
+    /// Unmounts (lazily when busy) and waits for the serving loop to end.
+    fn stop(self, rt: Option<&tokio::runtime::Runtime>) -> Result<()> {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        #[cfg(feature = "fuse")]
+        super::mount::stop(&self.unmounter, self.ready.as_deref());
+        let res = match rt {
+            Some(rt) => rt.block_on(self.ended),
+            None => self.ended.blocking_recv(),
+        };
+        res.unwrap_or_else(|_| Err(anyhow::anyhow!("the model mount's thread ended early")))
+    }
+
+    /// Stops the mount after `err` ended the run, returning `err` (a stop failure is logged).
+    fn stop_after(self, err: anyhow::Error, rt: Option<&tokio::runtime::Runtime>) -> anyhow::Error {
+        if let Err(e) = self.stop(rt) {
+            tracing::error!("unmounting the model: {e:#}");
+        }
+        err
     }
 }
 
@@ -287,9 +433,11 @@ enum Wake {
     Hangup,
     Tick,
     Stop,
+    /// The model mount went away without our stop (`umount`, `ccmount umount`).
+    MountGone(Option<Result<()>>),
 }
 
-fn wait_and_refresh(plan: &Plan, signals: Signals) -> Result<Exit> {
+fn wait_and_refresh(plan: &Plan, signals: Signals, mut mount: Option<ModelMount>) -> Result<Exit> {
     let Signals {
         rt,
         mut hup,
@@ -309,16 +457,35 @@ fn wait_and_refresh(plan: &Plan, signals: Signals) -> Result<Exit> {
                     None => std::future::pending().await,
                 }
             };
+            let gone = async {
+                match mount.as_mut() {
+                    Some(m) => (&mut m.ended).await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = hup.recv() => Wake::Hangup,
                 _ = term.recv() => Wake::Stop,
                 _ = int.recv() => Wake::Stop,
                 () = tick => Wake::Tick,
+                r = gone => Wake::MountGone(r),
             }
         });
         let why = match wake {
             Wake::Stop => {
                 tracing::info!("stopping on signal");
+                if let Some(m) = mount.take() {
+                    m.stop(Some(&rt))?;
+                }
+                return Ok(Exit::Ok);
+            }
+            Wake::MountGone(res) => {
+                // Like `ccmount mount -f`: an unmount from outside ends the process (exit 0),
+                // so an orchestrator sees the model is gone instead of a half-working pod.
+                res.unwrap_or_else(|| {
+                    Err(anyhow::anyhow!("the model mount's thread ended early"))
+                })?;
+                tracing::warn!("the model mount was unmounted from outside: stopping");
                 return Ok(Exit::Ok);
             }
             Wake::Hangup => "SIGHUP",
@@ -337,7 +504,7 @@ fn wait_and_refresh(plan: &Plan, signals: Signals) -> Result<Exit> {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests")]
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
     use super::*;
     use crate::exit::classify;
 
@@ -345,7 +512,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c.toml");
         std::fs::write(&p, text).unwrap();
-        load_plan(&p, None)
+        load_plan(&p, None, false)
     }
 
     #[test]
@@ -390,6 +557,8 @@ decrypt_to = "/dev/shm/m"
             "[[secrets]]\nresource = \"kbs:///a/b/c\"\npath = \"/a\"\nextra = 1",
             "[[secrets]]\nresource = \"kbs:///a/b/c\"\npath = \"/a\"\n[delivery]\ninterval = \"0s\"",
             "[model]\ncipherdir = \"x\"\nkey = \"kbs:///a/b/c\"",
+            "[model]\ncipherdir = \"x\"\nkey = \"kbs:///a/b/c\"\ndecrypt_to = \"d\"\nmount_at = \"m\"",
+            "[model]\ncipherdir = \"x\"\nkey = \"kbs:///a/b/c\"\ndecrypt_to = \"d\"\nready_file = \"r\"",
             "not toml",
         ] {
             let e = plan(bad).unwrap_err();
@@ -398,5 +567,40 @@ decrypt_to = "/dev/shm/m"
                 "{bad}: {e:#}"
             );
         }
+    }
+
+    #[test]
+    fn a_mount_job_is_the_mount_command_and_needs_the_process_to_stay() {
+        let text = r#"
+[model]
+cipherdir = "enc"
+key = "kbs:///default/m/k"
+key_format = "masterkey"
+mount_at = "/models/m"
+ready_file = "ready"
+options = "allow_other"
+threads = 4
+direct_io = true
+expect = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+expect_mode = "structure"
+"#;
+        let argv = plan(text).unwrap().model.unwrap();
+        assert_eq!(argv[1], "mount");
+        let cli = Cli::try_parse_from(&argv).unwrap();
+        let crate::cli::Command::Mount(a) = cli.command else {
+            panic!("not a mount: {argv:?}")
+        };
+        assert!(a.foreground && a.direct_io && !a.daemon_child);
+        assert_eq!(a.threads, Some(4));
+        assert_eq!(a.options, ["allow_other"]);
+        assert!(a.ready_file.unwrap().is_absolute());
+        assert_eq!(a.expect_mode, crate::cli::ExpectMode::Structure);
+
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(&p, text).unwrap();
+        let e = load_plan(&p, None, true).unwrap_err();
+        assert_eq!(classify(&e), Exit::Usage);
+        assert!(format!("{e}").contains("--once"), "{e}");
     }
 }

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 // ------------------------------------------------------------------------- helpers ----
 
 /// Why FUSE mounts cannot be tested here (not root, no usable `/dev/fuse`).
-fn fuse_skip() -> Option<String> {
+pub(crate) fn fuse_skip() -> Option<String> {
     if !rustix::process::geteuid().is_root() {
         return Some("not root: mounting needs root".into());
     }
@@ -80,7 +80,7 @@ fn ccmount() -> PathBuf {
 
 /// Whether something is mounted exactly at `path` (no `stat` of the mount point, which
 /// could hang on a dead FUSE mount).
-fn is_mounted(path: &Path) -> bool {
+pub(crate) fn is_mounted(path: &Path) -> bool {
     let want = path.as_os_str().as_bytes().to_vec();
     let Ok(info) = fs::read("/proc/self/mountinfo") else {
         return false;
@@ -98,7 +98,7 @@ fn unescape(field: &[u8]) -> Vec<u8> {
 }
 
 /// Detaches whatever is mounted at `path`, bounded: plain unmount, then lazy.
-fn force_unmount(path: &Path) {
+pub(crate) fn force_unmount(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while is_mounted(path) {
         let flags = if Instant::now() < deadline {

@@ -1,13 +1,14 @@
 //! `ccmount secrets --config FILE`: delivery of KBS resources to files (contents, modes,
 //! atomic replace), the `[model]` job in the same attested session, refresh on SIGHUP and
-//! on an interval, and a failed refresh that keeps the previous files.
+//! on an interval, and a failed refresh that keeps the previous files. With `[model]
+//! mount_at` the same process serves the model over FUSE beside the secrets.
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use e2e::{ccmount_bin, run_with_timeout, tree};
+use e2e::{ccmount_bin, run_with_timeout, skip_unless, tree};
 use test_kbs::{Endpoint, KbsConfig, Policy, TestKbs};
 
 struct Setup {
@@ -92,10 +93,9 @@ fn signal(child: &Child, sig: &str) {
     assert!(st.success());
 }
 
-#[test]
-fn secrets_once_with_model_job_uses_one_attestation() {
-    let Some(bin) = ccmount_bin() else { return };
-    // A model encrypted with our writer, its password in the KBS.
+/// A small model tree encrypted with our writer under "model password" (scrypt N=2^10):
+/// (its temporary directory, the plaintext, the cipher directory).
+fn encrypted_model(bin: &Path) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let s0 = tempfile::tempdir().unwrap();
     let plain = s0.path().join("plain");
     std::fs::create_dir(&plain).unwrap();
@@ -109,17 +109,14 @@ fn secrets_once_with_model_job_uses_one_attestation() {
             ..tree::TreeOpts::default()
         },
     );
-    let s = setup(&format!(
-        "\n[model]\ncipherdir = \"{}\"\nkey = \"kbs:///default/model/password\"\ndecrypt_to = \"plain-out\"\n",
-        s0.path().join("cipher").display()
-    ));
     let pass = s0.path().join("pass");
     std::fs::write(&pass, b"model password\n").unwrap();
+    let cipher = s0.path().join("cipher");
     let out = run_with_timeout(
-        Command::new(&bin)
+        Command::new(bin)
             .args(["-q", "encrypt"])
             .arg(&plain)
-            .arg(s0.path().join("cipher"))
+            .arg(&cipher)
             .args(["--scryptn", "10", "--passfile"])
             .arg(&pass),
         Duration::from_secs(120),
@@ -129,6 +126,18 @@ fn secrets_once_with_model_job_uses_one_attestation() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    (s0, plain, cipher)
+}
+
+#[test]
+fn secrets_once_with_model_job_uses_one_attestation() {
+    let Some(bin) = ccmount_bin() else { return };
+    // A model encrypted with our writer, its password in the KBS.
+    let (_s0, plain, cipher) = encrypted_model(&bin);
+    let s = setup(&format!(
+        "\n[model]\ncipherdir = \"{}\"\nkey = \"kbs:///default/model/password\"\ndecrypt_to = \"plain-out\"\n",
+        cipher.display()
+    ));
     s.kbs
         .set_resource("default/model/password", b"model password\n".to_vec())
         .unwrap();
@@ -297,4 +306,147 @@ fn secrets_without_config_or_with_bad_config_is_a_usage_error() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Starts `ccmount secrets` (no `--once`) with a `[model] mount_at` job and waits until the
+/// model is mounted (ready file) and the secrets are delivered.
+struct MountedSecrets {
+    s: Setup,
+    plain: PathBuf,
+    mnt: PathBuf,
+    ready: PathBuf,
+    log: PathBuf,
+    _model: tempfile::TempDir,
+}
+
+fn start_with_model_mount(bin: &Path) -> (MountedSecrets, Daemon) {
+    let (model, plain, cipher) = encrypted_model(bin);
+    let mnt = model.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let s = setup(&format!(
+        "\n[model]\ncipherdir = \"{}\"\nkey = \"kbs:///default/model/password\"\nmount_at = \"{}\"\nready_file = \"ready\"\noptions = \"allow_other\"\n",
+        cipher.display(),
+        mnt.display()
+    ));
+    s.kbs
+        .set_resource("default/model/password", b"model password\n".to_vec())
+        .unwrap();
+    let ready = s.dir.path().join("ready");
+    let log = s.dir.path().join("secrets.log");
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(&s.config)
+        .arg("secrets")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut d = Daemon(child);
+    let api = s.dir.path().join("out/api-key");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(ready.exists() && api.exists()) {
+        if let Some(st) = d.0.try_wait().unwrap() {
+            panic!(
+                "ccmount secrets exited ({st}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for the mount");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = MountedSecrets {
+        s,
+        plain,
+        mnt,
+        ready,
+        log,
+        _model: model,
+    };
+    (m, d)
+}
+
+impl Drop for MountedSecrets {
+    fn drop(&mut self) {
+        crate::mount::force_unmount(&self.mnt);
+    }
+}
+
+fn wait_exit(d: &mut Daemon, log: &Path) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(st) = d.0.try_wait().unwrap() {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ccmount secrets did not exit: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn secrets_with_model_mount_serves_it_beside_the_secrets_and_unmounts_on_sigterm() {
+    skip_unless!(crate::mount::fuse_skip());
+    let Some(bin) = ccmount_bin() else { return };
+    let (m, mut d) = start_with_model_mount(&bin);
+    assert!(crate::mount::is_mounted(&m.mnt));
+    let diff = tree::diff(
+        &tree::snapshot(&m.mnt),
+        &tree::snapshot(&m.plain),
+        false,
+        false,
+    );
+    assert!(diff.is_empty(), "{diff:#?}");
+    // One attestation for the model key and the three secrets.
+    assert_eq!(m.s.kbs.request_count(Endpoint::Auth), 1);
+    assert_eq!(m.s.kbs.request_count(Endpoint::Resource), 4);
+
+    // A refresh leaves the mount alone and reuses the token.
+    m.s.kbs
+        .set_resource("default/inference/tls-key", b"-----KEY v2-----\n".to_vec())
+        .unwrap();
+    signal(&d.0, "-HUP");
+    let key = m.s.dir.path().join("out/tls.key");
+    wait_for("refresh after SIGHUP", || {
+        std::fs::read(&key).is_ok_and(|b| b == b"-----KEY v2-----\n")
+    });
+    assert!(crate::mount::is_mounted(&m.mnt));
+    assert!(d.0.try_wait().unwrap().is_none());
+    assert_eq!(m.s.kbs.request_count(Endpoint::Auth), 1);
+
+    // SIGTERM unmounts, removes the ready file and exits 0.
+    signal(&d.0, "-TERM");
+    let st = wait_exit(&mut d, &m.log);
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&m.log).unwrap_or_default()
+    );
+    assert!(!crate::mount::is_mounted(&m.mnt));
+    assert!(!m.ready.exists());
+}
+
+#[test]
+fn secrets_model_mount_unmounted_from_outside_ends_the_process() {
+    skip_unless!(crate::mount::fuse_skip());
+    let Some(bin) = ccmount_bin() else { return };
+    let (m, mut d) = start_with_model_mount(&bin);
+    let out = run_with_timeout(
+        Command::new(&bin).arg("umount").arg(&m.mnt),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let st = wait_exit(&mut d, &m.log);
+    let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+    assert_eq!(st.code(), Some(0), "{log}");
+    assert!(log.contains("unmounted from outside"), "{log}");
+    assert!(!m.ready.exists());
 }
