@@ -45,6 +45,9 @@ pub(crate) struct Settings {
     pub(crate) token_ttl: Duration,
     pub(crate) session_timeout: Duration,
     pub(crate) admin: AdminMode,
+    /// The protocol version `/auth` requires: [`PROTOCOL_VERSION`] unless a test makes this
+    /// server act as another KBS release.
+    pub(crate) protocol_version: String,
 }
 
 /// Everything the handlers share.
@@ -158,9 +161,9 @@ pub(crate) fn dispatch(shared: &Shared, req: &Req<'_>) -> Reply {
     result.unwrap_or_else(|e| Reply::error(&e))
 }
 
-/// Exact `=0.4.0` semver match, as Trustee's `VersionReq` (build metadata ignored,
-/// pre-releases never match).
-fn check_version(version: &str) -> Result<(), KbsError> {
+/// Exact `=REQUIRED` semver match (`=0.4.0` by default), as Trustee's `VersionReq` (build
+/// metadata ignored, pre-releases never match).
+fn check_version(version: &str, required: &str) -> Result<(), KbsError> {
     let (core, _build) = version.split_once('+').unwrap_or((version, ""));
     let (numbers, pre) = match core.split_once('-') {
         Some((n, p)) => (n, Some(p)),
@@ -183,9 +186,9 @@ fn check_version(version: &str) -> Result<(), KbsError> {
             "failed to parse KBS version".to_owned(),
         ));
     }
-    if parts != ["0", "4", "0"] || pre.is_some() {
+    if numbers != required || pre.is_some() {
         return Err(KbsError::AuthFailed(format!(
-            "KBS Client Protocol Version Mismatch: expect ={PROTOCOL_VERSION} while the request is {version}"
+            "KBS Client Protocol Version Mismatch: expect ={required} while the request is {version}"
         )));
     }
     Ok(())
@@ -195,7 +198,8 @@ fn check_version(version: &str) -> Result<(), KbsError> {
 fn auth(shared: &Shared, body: &[u8]) -> Result<Reply, KbsError> {
     let request: kbs_types::Request = serde_json::from_slice(body)
         .map_err(|_| KbsError::AuthFailed("deserialize Request".to_owned()))?;
-    check_version(&request.version)?;
+    let required = lock(&shared.settings).protocol_version.clone();
+    check_version(&request.version, &required)?;
     let nonce = session::new_nonce().map_err(KbsError::AuthFailed)?;
     let id = session::new_session_id().map_err(KbsError::AuthFailed)?;
     let now = SystemTime::now();
@@ -407,12 +411,12 @@ fn set_policy(shared: &Shared, body: &[u8]) -> Result<Reply, KbsError> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests")]
-    use super::check_version;
+    use super::{PROTOCOL_VERSION, check_version};
 
     #[test]
     fn version_rule() {
-        assert!(check_version("0.4.0").is_ok());
-        assert!(check_version("0.4.0+build.5").is_ok());
+        assert!(check_version("0.4.0", PROTOCOL_VERSION).is_ok());
+        assert!(check_version("0.4.0+build.5", PROTOCOL_VERSION).is_ok());
         for v in [
             "0.4.0-rc1",
             "0.3.0",
@@ -424,13 +428,16 @@ mod tests {
             "",
             "0.4.0+",
         ] {
-            assert!(check_version(v).is_err(), "{v}");
+            assert!(check_version(v, PROTOCOL_VERSION).is_err(), "{v}");
         }
-        let e = check_version("0.2.0").unwrap_err();
+        let e = check_version("0.2.0", PROTOCOL_VERSION).unwrap_err();
         assert_eq!(
             e.detail(),
             "Attestation error: RCAR handshake Auth failed: KBS Client Protocol Version Mismatch: expect =0.4.0 while the request is 0.2.0"
         );
+        // A server acting as another release requires its own version.
+        assert!(check_version("0.5.0", "0.5.0").is_ok());
+        assert!(check_version("0.4.0", "0.5.0").is_err());
     }
 }
 
@@ -452,6 +459,7 @@ mod hostile {
                 token_ttl: Duration::from_secs(60),
                 session_timeout: Duration::from_secs(60),
                 admin: AdminMode::InsecureAllowAll,
+                protocol_version: PROTOCOL_VERSION.to_owned(),
             }),
             log: Mutex::default(),
             faults: Faults::default(),

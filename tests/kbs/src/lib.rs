@@ -216,6 +216,7 @@ impl TestKbs {
                 token_ttl: config.token_ttl,
                 session_timeout: config.session_timeout,
                 admin: config.admin,
+                protocol_version: PROTOCOL_VERSION.to_owned(),
             }),
             log: Mutex::default(),
             faults: Faults::default(),
@@ -349,6 +350,12 @@ impl TestKbs {
     /// Lifetime of sessions created from now on.
     pub fn set_session_timeout(&self, timeout: Duration) {
         lock(&self.shared.settings).session_timeout = timeout;
+    }
+
+    /// Act as a KBS release that requires protocol `version` (`X.Y.Z`) at `/auth` from now on,
+    /// to test a client/server version mismatch end to end.
+    pub fn set_protocol_version(&self, version: &str) {
+        lock(&self.shared.settings).protocol_version = version.to_owned();
     }
 
     /// Admin access mode from now on.

@@ -282,6 +282,18 @@ fn kbs_key_errors_have_their_exit_codes() {
     );
     assert!(err.to_lowercase().contains("attest"), "{err}");
     kbs.faults().clear();
+    // A KBS of another protocol release: 32, naming both versions.
+    kbs.set_protocol_version("0.5.0");
+    let [a, b] = key("kbs:///default/key/model");
+    let err = assert_code(
+        &run(&bin, &kbs.url(), &ca, &[&"verify", &cipher, &a, &b]),
+        32,
+    );
+    assert!(
+        err.contains("0.5.0") && err.contains(attest::PROTOCOL_VERSION),
+        "{err}"
+    );
+    kbs.set_protocol_version(test_kbs::PROTOCOL_VERSION);
     // Unreachable KBS (a closed port): 30, naming the URL.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
