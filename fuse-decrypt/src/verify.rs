@@ -27,13 +27,14 @@ use crate::contentenc::{Geometry, SizeCheck};
 use crate::decrypt::PIECE_BLOCKS;
 use crate::error::{BlockErrorKind, CorruptError, Error, HeaderError, LongNameError};
 use crate::nametransform::{self, DIRIV_NAME, EntryClass, LONGNAME_SUFFIX, XATTR_PREFIX, classify};
-use crate::reader::check_header;
+use crate::reader::{Piece, check_header};
 use crate::walk::walk;
 
 /// Schema identifier of [`Report::to_json`].
 pub const REPORT_SCHEMA: &str = "ccmount.verify-report/v1";
-/// Pieces decrypted in parallel before hashing them in order.
-const HASH_BATCH: usize = 8;
+/// Pieces decrypted in parallel per batch when hashing; two batches are in flight (one
+/// being hashed, one being decrypted), so at most `2 * HASH_BATCH` MiB of plaintext per file.
+const HASH_BATCH: usize = 4;
 
 thread_local! {
     /// Per-thread (ciphertext, scratch plaintext) buffers.
@@ -593,12 +594,12 @@ fn verify_file(
     let mut holes = 0u64;
     let mut io_err = None;
     let mut hasher = opts.hash.then(Sha256::new);
-    // Plaintext buffers of one batch, reused across batches (hashing needs them in order).
-    let mut pts: Vec<Vec<u8>> = Vec::new();
-    for batch in pieces.chunks(if opts.hash { HASH_BATCH } else { usize::MAX }) {
+    let hashing = hasher.is_some();
+    // Decrypts one batch of pieces in parallel into `pts` (kept when hashing: the hash needs
+    // the plaintext in order; else each thread's scratch buffer is enough).
+    let decrypt_batch = |batch: &[u64], pts: &mut Vec<Vec<u8>>| -> Vec<Result<Piece, Error>> {
         pts.resize_with(batch.len().max(pts.len()), Vec::new);
-        let hashing = hasher.is_some();
-        let results: Vec<_> = batch
+        batch
             .par_iter()
             .zip(pts.par_iter_mut())
             .map(|(&first, pt)| {
@@ -613,15 +614,25 @@ fn verify_file(
                     r
                 })
             })
-            .collect();
-        for (r, pt) in results.into_iter().zip(&pts) {
+            .collect()
+    };
+    // Without hashing, one parallel pass. With hashing, batches are double-buffered: the
+    // SHA-256 of batch N (one thread, in order) runs while batch N+1 is decrypted on the
+    // others, so hashing no longer waits for decryption and vice versa.
+    let batches: Vec<&[u64]> = pieces
+        .chunks(if hashing { HASH_BATCH } else { usize::MAX })
+        .collect();
+    let (mut cur, mut next): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
+    let mut results = batches.first().map(|b| decrypt_batch(b, &mut cur));
+    let mut i = 0;
+    while let Some(rs) = results.take() {
+        let mut lens = Vec::with_capacity(rs.len());
+        for r in rs {
             match r {
                 Ok(piece) => {
                     holes += piece.holes.len() as u64;
                     bad.extend(piece.bad);
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(pt.get(..piece.plain_len).unwrap_or_default());
-                    }
+                    lens.push(piece.plain_len);
                 }
                 Err(err) => {
                     io_err.get_or_insert(err);
@@ -631,6 +642,23 @@ fn verify_file(
         if io_err.is_some() {
             break;
         }
+        i += 1;
+        let hash_cur = |h: &mut Option<Sha256>| {
+            if let Some(h) = h {
+                for (pt, &len) in cur.iter().zip(&lens) {
+                    h.update(pt.get(..len).unwrap_or_default());
+                }
+            }
+        };
+        match batches.get(i) {
+            Some(b) => {
+                let ((), rs) =
+                    rayon::join(|| hash_cur(&mut hasher), || decrypt_batch(b, &mut next));
+                results = Some(rs);
+            }
+            None => hash_cur(&mut hasher),
+        }
+        std::mem::swap(&mut cur, &mut next);
     }
     rec.holes = holes;
     if let Some(err) = io_err {
