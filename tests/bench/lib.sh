@@ -29,6 +29,33 @@ print_metric() {
     'BEGIN {printf "metric=%s ours=%.0f %s=%.0f ratio=%.2f\n", n, o, k, g, (g > 0 ? o / g : 0)}'
 }
 
+# Exits with a message naming SUITE unless every TOOL is on the PATH.
+need_tools() {
+  local suite=$1 t
+  shift
+  for t in "$@"; do
+    command -v "$t" >/dev/null || { echo "$suite bench: $t missing (scripts/setup.sh)" >&2; exit 1; }
+  done
+}
+
+# Builds the release ccmount and ccmount-bench binaries the suites run.
+build_release() {
+  echo "# building release" >&2
+  cargo build --release --locked -q -p ccmount -p e2e --bin ccmount --bin ccmount-bench
+}
+
+# Makes DIR afresh: a gocryptfs 2.3 tree (default -init, password file DIR/pass) in
+# DIR/cipher, mounted on DIR/mnt for the suite to fill. DIR goes on exit.
+new_gocryptfs_tree() {
+  local dir=$1
+  rm -rf "$dir"
+  mkdir -p "$dir"/{cipher,mnt}
+  trap 'unmount_quiet "'"$dir"'/mnt"; rm -rf "'"$dir"'"' EXIT
+  printf 'bench-password\n' >"$dir/pass"
+  gocryptfs -init -q -passfile "$dir/pass" "$dir/cipher"
+  gocryptfs -q -passfile "$dir/pass" "$dir/cipher" "$dir/mnt"
+}
+
 # Flushes dirty data and drops the page cache (needs root; a no-op otherwise).
 drop_caches() {
   sync

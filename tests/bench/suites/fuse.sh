@@ -20,14 +20,11 @@
 suite_main() {
   local dir=${BENCH_DIR:-/dev/shm/ccmount-fuse-bench} size=${SIZE_MIB:-1024}
   local nfiles=${NFILES:-10000} rands=${RANDS:-20000} runs=${RUNS:-3}
-  for t in gocryptfs fusermount3 dd mountpoint; do
-    command -v "$t" >/dev/null || { echo "fuse bench: $t missing (scripts/setup.sh)" >&2; exit 1; }
-  done
+  need_tools fuse gocryptfs fusermount3 dd mountpoint
   [[ $(id -u) == 0 ]] || { echo "fuse bench: needs root (mounts, drop_caches)" >&2; exit 1; }
   local bin_dir=${BIN_DIR:-}
   if [[ -z "$bin_dir" ]]; then
-    echo "# building release" >&2
-    cargo build --release --locked -q -p ccmount -p e2e --bin ccmount --bin ccmount-bench
+    build_release
     bin_dir=$PWD/target/release
   fi
   local cc=$bin_dir/ccmount bench=$bin_dir/ccmount-bench

@@ -25,21 +25,13 @@ load_gbps() { sed -n 's/.* \([0-9.]*\) GB\/s into .*/\1/p' | tail -1; }
 suite_main() {
   local dir=${BENCH_DIR:-/dev/shm/ccmount-bench-gpu} size=${SIZE_MIB:-4096} runs=${RUNS:-3}
   local chunk=${CHUNK_MIB:-32} depth=${DEPTH:-3} device=${DEVICE:-0}
-  for t in gocryptfs fusermount3; do
-    command -v "$t" >/dev/null || { echo "gpu bench: $t missing (scripts/setup.sh)" >&2; exit 1; }
-  done
+  need_tools gpu gocryptfs fusermount3
   if [[ -z ${NO_BUILD:-} ]]; then
-    echo "# building release" >&2
-    cargo build --release --locked -q -p ccmount -p e2e --bin ccmount --bin ccmount-bench
+    build_release
   fi
   local cc=$PWD/target/release/ccmount bench=$PWD/target/release/ccmount-bench
-  rm -rf "$dir"
-  mkdir -p "$dir"/{cipher,mnt}
-  trap 'unmount_quiet "'"$dir"'/mnt"; rm -rf "'"$dir"'"' EXIT
-  printf 'bench-password\n' >"$dir/pass"
+  new_gocryptfs_tree "$dir"
   echo "# $(nproc) CPUs, $(awk '{print $1}' /proc/loadavg) load; one safetensors file of ${size} MiB in $dir ($(stat -f -c %T "$dir"))" >&2
-  gocryptfs -init -q -passfile "$dir/pass" "$dir/cipher"
-  gocryptfs -q -passfile "$dir/pass" "$dir/cipher" "$dir/mnt"
   local gen bytes
   gen=$("$bench" safetensors "$dir/mnt/model.safetensors" "$size")
   unmount_quiet "$dir/mnt"

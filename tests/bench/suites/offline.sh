@@ -6,20 +6,12 @@
 
 suite_main() {
   local dir=${BENCH_DIR:-/dev/shm/ccmount-bench} size=${SIZE_MIB:-2048} runs=${RUNS:-3}
-  for t in gocryptfs fusermount3; do
-    command -v "$t" >/dev/null || { echo "offline bench: $t missing (scripts/setup.sh)" >&2; exit 1; }
-  done
-  echo "# building release" >&2
-  cargo build --release --locked -q -p ccmount -p e2e --bin ccmount --bin ccmount-bench
+  need_tools offline gocryptfs fusermount3
+  build_release
   local cc=$PWD/target/release/ccmount bench=$PWD/target/release/ccmount-bench
-  rm -rf "$dir"
-  mkdir -p "$dir"/{cipher,mnt}
-  trap 'unmount_quiet "'"$dir"'/mnt"; rm -rf "'"$dir"'"' EXIT
-  printf 'bench-password\n' >"$dir/pass"
+  new_gocryptfs_tree "$dir"
   echo "# $(nproc) CPUs, $(awk '{print $1}' /proc/loadavg) load; tree of ${size} MiB in $dir ($(stat -f -c %T "$dir"))" >&2
   echo "# encrypting with gocryptfs 2.3 (default -init, scrypt N=2^16)" >&2
-  gocryptfs -init -q -passfile "$dir/pass" "$dir/cipher"
-  gocryptfs -q -passfile "$dir/pass" "$dir/cipher" "$dir/mnt"
   local gen bytes
   gen=$("$bench" gen "$dir/mnt" "$size")
   unmount_quiet "$dir/mnt"
