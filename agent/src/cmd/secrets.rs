@@ -122,7 +122,7 @@ pub(crate) fn run(global: &GlobalArgs, args: &SecretsArgs) -> Result<Exit> {
     if let Err(e) = deliver(&plan.targets) {
         // Not left serving a model beside secrets that never came.
         return Err(match mount {
-            Some(m) => m.stop_after(e, signals.as_ref().map(|s| &s.rt)),
+            Some(m) => m.stop_after(e),
             None => e,
         });
     }
@@ -257,19 +257,48 @@ fn model_argv(m: &ModelJob, base: &Path) -> Result<Vec<String>> {
         }
     };
     let s = |p: &Path| abs(p).to_string_lossy().into_owned();
+    // The mount-only settings, each as (config key, the `mount` flags it sets when given).
+    let mount_only: Vec<(&str, Vec<String>)> = [
+        (
+            "options",
+            m.options.as_ref().map(|o| vec!["-o".into(), o.clone()]),
+        ),
+        (
+            "ready_file",
+            m.ready_file
+                .as_deref()
+                .map(|r| vec!["--ready-file".into(), s(r)]),
+        ),
+        (
+            "threads",
+            m.threads.map(|n| vec!["--threads".into(), n.to_string()]),
+        ),
+        (
+            "direct_io",
+            m.direct_io.map(|on| {
+                if on {
+                    vec!["--direct-io".into()]
+                } else {
+                    Vec::new()
+                }
+            }),
+        ),
+        (
+            "expect_mode",
+            m.expect_mode
+                .as_ref()
+                .map(|x| vec!["--expect-mode".into(), x.clone()]),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, flags)| Some((key, flags?)))
+    .collect();
     let mut argv: Vec<String> = match (&m.decrypt_to, &m.mount_at) {
         (Some(out), None) => {
-            let mount_only = [
-                ("expect_mode", m.expect_mode.is_some()),
-                ("options", m.options.is_some()),
-                ("ready_file", m.ready_file.is_some()),
-                ("threads", m.threads.is_some()),
-                ("direct_io", m.direct_io.is_some()),
-            ];
-            if let Some((name, _)) = mount_only.iter().find(|(_, set)| *set) {
+            if let Some((key, _)) = mount_only.first() {
                 return Err(coded(
                     Exit::Usage,
-                    format!("[model] {name} applies to mount_at only, not to decrypt_to"),
+                    format!("[model] {key} applies to mount_at only, not to decrypt_to"),
                 ));
             }
             ["decrypt", &s(&m.cipherdir), &s(out), "--force"]
@@ -280,21 +309,7 @@ fn model_argv(m: &ModelJob, base: &Path) -> Result<Vec<String>> {
             let mut v = ["mount", &s(&m.cipherdir), &s(mnt), "--foreground"]
                 .map(str::to_owned)
                 .to_vec();
-            if let Some(o) = &m.options {
-                v.extend(["-o".to_owned(), o.clone()]);
-            }
-            if let Some(r) = &m.ready_file {
-                v.extend(["--ready-file".to_owned(), s(r)]);
-            }
-            if let Some(n) = m.threads {
-                v.extend(["--threads".to_owned(), n.to_string()]);
-            }
-            if m.direct_io == Some(true) {
-                v.push("--direct-io".to_owned());
-            }
-            if let Some(x) = &m.expect_mode {
-                v.extend(["--expect-mode".to_owned(), x.clone()]);
-            }
+            v.extend(mount_only.into_iter().flat_map(|(_, flags)| flags));
             v
         }
         _ => {
@@ -381,22 +396,21 @@ impl ModelMount {
         Ok(live.map(|never| match never {}))
     }
 
-    /// Unmounts (lazily when busy) and waits for the serving loop to end.
-    fn stop(self, rt: Option<&tokio::runtime::Runtime>) -> Result<()> {
+    /// Unmounts (lazily when busy) and waits for the serving loop to end. Called outside
+    /// the signal runtime, so it may block.
+    fn stop(self) -> Result<()> {
         self.stopping
             .store(true, std::sync::atomic::Ordering::SeqCst);
         #[cfg(feature = "fuse")]
         super::mount::stop(&self.unmounter, self.ready.as_deref());
-        let res = match rt {
-            Some(rt) => rt.block_on(self.ended),
-            None => self.ended.blocking_recv(),
-        };
-        res.unwrap_or_else(|_| Err(anyhow::anyhow!("the model mount's thread ended early")))
+        self.ended
+            .blocking_recv()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the model mount's thread ended early")))
     }
 
     /// Stops the mount after `err` ended the run, returning `err` (a stop failure is logged).
-    fn stop_after(self, err: anyhow::Error, rt: Option<&tokio::runtime::Runtime>) -> anyhow::Error {
-        if let Err(e) = self.stop(rt) {
+    fn stop_after(self, err: anyhow::Error) -> anyhow::Error {
+        if let Err(e) = self.stop() {
             tracing::error!("unmounting the model: {e:#}");
         }
         err
@@ -475,7 +489,7 @@ fn wait_and_refresh(plan: &Plan, signals: Signals, mut mount: Option<ModelMount>
             Wake::Stop => {
                 tracing::info!("stopping on signal");
                 if let Some(m) = mount.take() {
-                    m.stop(Some(&rt))?;
+                    m.stop()?;
                 }
                 return Ok(Exit::Ok);
             }
