@@ -157,23 +157,178 @@ fn classify_library(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if cause.downcast_ref::<attest::UriError>().is_some() {
         return Some(Exit::Usage);
     }
+    if let Some(e) = cause.downcast_ref::<gocryptfs_format::Error>() {
+        return Some(format_exit(e));
+    }
+    if let Some(e) = cause.downcast_ref::<gpu_loader::Error>() {
+        return Some(gpu_exit(e.kind()));
+    }
+    if let Some(e) = cause.downcast_ref::<gpu_loader::GpuError>() {
+        return Some(gpu_exit(e.kind()));
+    }
+    #[cfg(feature = "fuse")]
     if let Some(e) = cause.downcast_ref::<fuse_decrypt::Error>() {
-        use fuse_decrypt::ErrorKind as K;
-        return Some(match e.kind() {
-            K::BadCipherDir => Exit::BadCipherDir,
-            K::WrongKey => Exit::WrongKey,
-            K::Corrupt => Exit::Corrupt,
-            K::Io => Exit::Io,
-            K::OutputExists => Exit::OutputExists,
-            K::NoFuse => Exit::NoFuse,
-            K::MountpointBusy => Exit::MountpointBusy,
-            K::MountFailed => Exit::MountFailed,
-            K::NoGpu => Exit::NoGpu,
-            K::Gpu => Exit::GpuFailed,
-            _ => Exit::Usage,
+        return Some(match e {
+            fuse_decrypt::Error::Mount { source, .. } => mount_exit(source),
+            fuse_decrypt::Error::Format(f) => format_exit(f),
+            _ => Exit::Internal,
         });
     }
     None
+}
+
+/// Format-core errors → exit codes.
+fn format_exit(e: &gocryptfs_format::Error) -> Exit {
+    format_kind_exit(e.kind())
+}
+
+fn format_kind_exit(k: gocryptfs_format::ErrorKind) -> Exit {
+    use gocryptfs_format::ErrorKind as K;
+    match k {
+        K::BadCipherDir => Exit::BadCipherDir,
+        K::WrongKey => Exit::WrongKey,
+        K::Corrupt => Exit::Corrupt,
+        K::Io => Exit::Io,
+        K::OutputExists => Exit::OutputExists,
+        _ => Exit::Usage,
+    }
+}
+
+/// GPU loader errors → exit codes.
+fn gpu_exit(k: gpu_loader::ErrorKind) -> Exit {
+    match k {
+        gpu_loader::ErrorKind::Format(f) => format_kind_exit(f),
+        gpu_loader::ErrorKind::NoGpu => Exit::NoGpu,
+        gpu_loader::ErrorKind::Usage => Exit::Usage,
+        _ => Exit::GpuFailed,
+    }
+}
+
+/// FUSE mount errors → exit codes.
+#[cfg(feature = "fuse")]
+fn mount_exit(e: &fuse_decrypt::MountError) -> Exit {
+    use fuse_decrypt::MountErrorKind as K;
+    match e.kind() {
+        K::NoFuse => Exit::NoFuse,
+        K::Mountpoint => Exit::MountpointBusy,
+        K::Usage => Exit::Usage,
+        _ => Exit::MountFailed,
+    }
+}
+
+/// The fix for an error, in the words of this command line: libraries state the problem
+/// ("output directory is not empty"), the binary says which flag or command solves it.
+/// `None` when the message already says all there is.
+pub(crate) fn hint(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain().find_map(hint_of)
+}
+
+fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    if let Some(e) = cause.downcast_ref::<gocryptfs_format::Error>() {
+        return format_hint(e);
+    }
+    if let Some(e) = cause.downcast_ref::<gpu_loader::Error>() {
+        return match e {
+            gpu_loader::Error::Format(f) => format_hint(f),
+            gpu_loader::Error::Gpu(g) => gpu_hint(g),
+            gpu_loader::Error::Safetensors { .. } => {
+                Some("re-export the file with a current safetensors writer")
+            }
+            _ => None,
+        };
+    }
+    if let Some(e) = cause.downcast_ref::<gpu_loader::GpuError>() {
+        return gpu_hint(e);
+    }
+    #[cfg(feature = "fuse")]
+    if let Some(fuse_decrypt::Error::Mount { source, .. }) = cause.downcast_ref() {
+        return mount_hint(source);
+    }
+    if let Some(e) = cause.downcast_ref::<attest::Error>() {
+        use attest::{Error as E, ProtocolError as P};
+        return match e {
+            E::InsecureHttp { .. } => {
+                Some("use https://, or pass --insecure-http for a local test KBS")
+            }
+            E::InvalidCaCert { .. } => Some("pass the KBS's CA certificate (PEM) with --kbs-cert"),
+            E::Unreachable { .. } => Some("check --kbs-url"),
+            E::Timeout { .. } => Some("raise --timeout if the KBS is slow"),
+            E::Tls { .. } => Some("pass the KBS's CA certificate with --kbs-cert"),
+            E::Protocol(
+                P::MalformedJson { .. } | P::UnexpectedStatus { .. } | P::TooLarge { .. },
+            ) => Some("check that --kbs-url points at a Trustee KBS"),
+            E::Evidence(ev) => evidence_hint(ev),
+            _ => None,
+        };
+    }
+    if let Some(ev) = cause.downcast_ref::<attest::EvidenceError>() {
+        return evidence_hint(ev);
+    }
+    None
+}
+
+fn format_hint(e: &gocryptfs_format::Error) -> Option<&'static str> {
+    match e {
+        gocryptfs_format::Error::OutputNotEmpty { .. } => Some("pass --force to write into it"),
+        gocryptfs_format::Error::WrongPassword { .. } => {
+            Some("check --passfile (its first line is the password) or the --key resource")
+        }
+        gocryptfs_format::Error::Problems { first, .. } => format_hint(first),
+        _ => None,
+    }
+}
+
+fn gpu_hint(e: &gpu_loader::GpuError) -> Option<&'static str> {
+    use gpu_loader::GpuError as G;
+    match e {
+        G::NotCompiled => Some(
+            "rebuild ccmount with its `gpu` feature, or use --target cpu to run the pipeline without a GPU",
+        ),
+        G::NoDriver => Some("or use --target cpu to run the pipeline without a GPU"),
+        G::NoDevice { .. } => Some("check --device (the CUDA ordinal)"),
+        _ => None,
+    }
+}
+
+fn evidence_hint(e: &attest::EvidenceError) -> Option<&'static str> {
+    match e {
+        attest::EvidenceError::NoTee { .. } => {
+            Some("or pass --tee sample against a test KBS (never in production)")
+        }
+        attest::EvidenceError::NotPresent { .. } | attest::EvidenceError::Unsupported { .. } => {
+            Some("drop --tee to auto-detect, or name the TEE this machine has")
+        }
+        _ => None,
+    }
+}
+
+#[cfg(feature = "fuse")]
+fn mount_hint(e: &fuse_decrypt::MountError) -> Option<&'static str> {
+    use fuse_decrypt::MountError as M;
+    match e {
+        M::NoDevice(_) => Some(
+            "load the fuse module (modprobe fuse), or give the container the device (--device /dev/fuse)",
+        ),
+        M::NotPermitted(_) => Some(
+            "run as root (CAP_SYS_ADMIN), or install fuse3 so that fusermount3 can mount for a normal user",
+        ),
+        M::MountpointMissing => Some("create it first (mkdir -p)"),
+        M::NotEmpty => Some("use an empty directory, or -o nonempty to hide its contents"),
+        M::AlreadyMounted => Some("unmount it first (ccmount umount MOUNTPOINT)"),
+        M::Stale => Some("detach it first with ccmount umount --lazy MOUNTPOINT"),
+        M::Busy => Some("close the open files, or detach with ccmount umount --lazy"),
+        M::InsideCipherDir(_) => Some("mount outside the cipher directory"),
+        _ => None,
+    }
+}
+
+/// The one line printed for an error: the chain, then the fix when there is one.
+pub(crate) fn message(err: &anyhow::Error) -> String {
+    let text = format!("{err:#}");
+    match hint(err) {
+        Some(h) if !text.contains(h) => format!("{text}; {h}"),
+        _ => text,
+    }
 }
 
 /// `attest::Error` → exit code (table in `docs/kbs-protocol.md`).
@@ -256,26 +411,31 @@ mod tests {
 
     #[test]
     fn library_errors_map_to_documented_codes() {
-        let e = anyhow::Error::new(fuse_decrypt::Error::WrongPassword { path: "c".into() })
+        let e = anyhow::Error::new(gocryptfs_format::Error::WrongPassword { path: "c".into() })
             .context("opening c");
         assert_eq!(classify(&e), Exit::WrongKey);
-        let e = anyhow::Error::new(fuse_decrypt::Error::Authentication {
+        let e = anyhow::Error::new(gocryptfs_format::Error::Authentication {
             path: "f".into(),
             block: 3,
         });
         assert_eq!(classify(&e), Exit::Corrupt);
-        let e = anyhow::Error::new(fuse_decrypt::Error::OutputNotEmpty { path: "o".into() });
+        let e = anyhow::Error::new(gocryptfs_format::Error::OutputNotEmpty { path: "o".into() });
         assert_eq!(classify(&e), Exit::OutputExists);
-        use fuse_decrypt::gpu::GpuError;
-        let e =
-            anyhow::Error::new(fuse_decrypt::Error::from(GpuError::NoDriver)).context("load-gpu");
+        use gpu_loader::GpuError;
+        let e = anyhow::Error::new(gpu_loader::Error::from(GpuError::NoDriver)).context("load-gpu");
         assert_eq!(classify(&e), Exit::NoGpu);
-        let e = anyhow::Error::new(fuse_decrypt::Error::from(GpuError::OutOfMemory {
-            bytes: 1,
-        }));
+        let e = anyhow::Error::new(gpu_loader::Error::from(GpuError::OutOfMemory { bytes: 1 }));
         assert_eq!(classify(&e), Exit::GpuFailed);
+        let e = anyhow::Error::new(gpu_loader::Error::from(
+            gocryptfs_format::Error::Authentication {
+                path: "f".into(),
+                block: 1,
+            },
+        ));
+        assert_eq!(classify(&e), Exit::Corrupt);
     }
 
+    #[cfg(feature = "fuse")]
     #[test]
     fn mount_errors_map_to_mount_codes() {
         use fuse_decrypt::MountError as M;

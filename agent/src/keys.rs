@@ -12,7 +12,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use fuse_decrypt::{KeySource, MasterKey};
+use gocryptfs_format::{KeySource, MasterKey};
 use zeroize::Zeroizing;
 
 use attest::ResourceUri;

@@ -62,8 +62,8 @@ fn report(err: &anyhow::Error, format: cli::LogFormat) -> ExitCode {
     }
     let code = exit::classify(err);
     let mut stderr = std::io::stderr().lock();
-    // `{:#}` joins the context chain with ": " on one line.
-    let message = format!("{err:#}");
+    // The context chain joined with ": " on one line, then the fix.
+    let message = exit::message(err);
     let _ = match format {
         cli::LogFormat::Text => writeln!(stderr, "ccmount: error: {message}"),
         cli::LogFormat::Json => writeln!(

@@ -10,7 +10,7 @@
 
 use std::ffi::{OsStr, OsString};
 
-use fuse_decrypt::fuse::MountConfig;
+use fuse_decrypt::MountConfig;
 
 use crate::cli::MountArgs;
 

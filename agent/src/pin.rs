@@ -1,5 +1,5 @@
 //! `--expect PIN` and `--expect-signed-by PUBKEY`: resolves a pin into a
-//! [`fuse_decrypt::manifest::Expected`] before any work starts, and reports a mismatch
+//! [`gocryptfs_format::manifest::Expected`] before any work starts, and reports a mismatch
 //! (one line per difference on stderr, then exit 26).
 //!
 //! PIN is a manifest file, `sha256:<digest>`, or `kbs:///REPO/TYPE/TAG` whose resource holds
@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use attest::ResourceUri;
-use fuse_decrypt::manifest::signature;
-use fuse_decrypt::manifest::{CheckError, Expected, MAX_MANIFEST_LEN, Mismatches};
+use gocryptfs_format::manifest::signature;
+use gocryptfs_format::manifest::{CheckError, Expected, MAX_MANIFEST_LEN, Mismatches};
 
 use crate::cli::ExpectArgs;
 use crate::exit::{Exit, coded};

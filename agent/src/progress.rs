@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use fuse_decrypt::Progress;
+use gocryptfs_format::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A byte-count progress bar, or nothing.

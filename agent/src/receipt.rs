@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use fuse_decrypt::manifest::ModelDigest;
+use gocryptfs_format::manifest::ModelDigest;
 use serde_json::{Value, json};
 
 use crate::kbs;

@@ -11,8 +11,6 @@
 use kbs_types::TeePubKey;
 use sha2::Digest as _;
 
-use crate::error::ProtocolError;
-
 /// Hash algorithms the binding can use (what we advertise in `/auth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -25,6 +23,10 @@ pub enum HashAlgorithm {
     Sha512,
 }
 
+/// The challenge selects a hash algorithm we did not offer (the reason, for the message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsupportedHash(pub &'static str);
+
 impl HashAlgorithm {
     /// The algorithms we can compute, by their wire names (lower case, as kbs-types).
     pub const SUPPORTED: [&'static str; 3] = ["sha256", "sha384", "sha512"];
@@ -33,21 +35,21 @@ impl HashAlgorithm {
     /// (case-insensitive) if present, otherwise SHA-384 (§1.3).
     ///
     /// # Errors
-    /// [`ProtocolError::BadChallenge`] when the KBS selects an algorithm we did not offer.
-    pub fn from_challenge(extra_params: &serde_json::Value) -> Result<Self, ProtocolError> {
+    /// [`UnsupportedHash`] when the KBS selects an algorithm we did not offer.
+    pub fn from_challenge(extra_params: &serde_json::Value) -> Result<Self, UnsupportedHash> {
         let Some(sel) = extra_params.get("selected-hash-algorithm") else {
             return Ok(Self::Sha384);
         };
-        let name = sel.as_str().ok_or(ProtocolError::BadChallenge {
-            reason: "selected-hash-algorithm is not a string",
-        })?;
+        let name = sel
+            .as_str()
+            .ok_or(UnsupportedHash("selected-hash-algorithm is not a string"))?;
         match name.to_ascii_lowercase().as_str() {
             "sha256" => Ok(Self::Sha256),
             "sha384" => Ok(Self::Sha384),
             "sha512" => Ok(Self::Sha512),
-            _ => Err(ProtocolError::BadChallenge {
-                reason: "the KBS selected a hash algorithm we did not offer",
-            }),
+            _ => Err(UnsupportedHash(
+                "the KBS selected a hash algorithm we did not offer",
+            )),
         }
     }
 

@@ -58,14 +58,14 @@ pub enum Error {
     },
     /// A plain-HTTP KBS URL without the explicit opt-in.
     #[error(
-        "refusing plain-HTTP KBS URL {url}: use https://, or pass --insecure-http for a local test KBS"
+        "refusing plain-HTTP KBS URL {url}: a plain-HTTP KBS is allowed only when explicitly requested (local test KBS)"
     )]
     InsecureHttp {
         /// The URL as given.
         url: String,
     },
     /// The extra CA certificate could not be used.
-    #[error("invalid KBS CA certificate: {reason}; pass a PEM file with --kbs-cert")]
+    #[error("invalid KBS CA certificate: {reason}; it must be a PEM file")]
     InvalidCaCert {
         /// What is wrong with it.
         reason: String,
@@ -79,7 +79,7 @@ pub enum Error {
     },
     /// No connection to the KBS could be made (after retries, within the deadline).
     #[error(
-        "KBS at {url} is unreachable after {attempts} attempt(s) (check --kbs-url, DNS and the network)"
+        "KBS at {url} is unreachable after {attempts} attempt(s) (check the KBS URL, DNS and the network)"
     )]
     Unreachable {
         /// The KBS base URL.
@@ -92,7 +92,7 @@ pub enum Error {
     },
     /// The operation did not finish within the total deadline.
     #[error(
-        "KBS at {url} did not answer {step} within the {deadline:?} deadline; raise --timeout or check the KBS"
+        "KBS at {url} did not answer {step} within the {deadline:?} deadline; check the KBS, or allow more time"
     )]
     Timeout {
         /// The KBS base URL.
@@ -103,7 +103,9 @@ pub enum Error {
         deadline: Duration,
     },
     /// TLS to the KBS failed (unknown CA, wrong name, handshake).
-    #[error("TLS to the KBS at {url} failed (pass the KBS's CA certificate with --kbs-cert)")]
+    #[error(
+        "TLS to the KBS at {url} failed (its certificate is not trusted, or the handshake failed)"
+    )]
     Tls {
         /// The KBS base URL.
         url: String,
@@ -176,7 +178,7 @@ pub enum Error {
 #[non_exhaustive]
 pub enum ProtocolError {
     /// The body is not the JSON this step expects.
-    #[error("malformed JSON from {step} (is --kbs-url a Trustee KBS?)")]
+    #[error("malformed JSON from {step} (is the URL a Trustee KBS?)")]
     MalformedJson {
         /// The call.
         step: Step,
@@ -185,7 +187,7 @@ pub enum ProtocolError {
         source: serde_json::Error,
     },
     /// A status code this step does not allow.
-    #[error("unexpected HTTP {status} from {step}{}; is --kbs-url a Trustee KBS?", detail_suffix(.detail))]
+    #[error("unexpected HTTP {status} from {step}{}; is the URL a Trustee KBS?", detail_suffix(.detail))]
     UnexpectedStatus {
         /// The call.
         step: Step,
@@ -207,7 +209,7 @@ pub enum ProtocolError {
         detail: Option<String>,
     },
     /// The body exceeded the response size limit.
-    #[error("response to {step} exceeds the {limit}-byte limit; is --kbs-url a Trustee KBS?")]
+    #[error("response to {step} exceeds the {limit}-byte limit; is the URL a Trustee KBS?")]
     TooLarge {
         /// The call.
         step: Step,
@@ -255,20 +257,18 @@ fn detail_suffix(detail: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// Reduces untrusted KBS text to one bounded line of printable ASCII.
-#[must_use]
-pub fn sanitize_detail(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
-        .take(200)
-        .collect();
-    let collapsed: Vec<&str> = out.split_whitespace().collect();
-    out = collapsed.join(" ");
-    if s.chars().count() > 200 {
-        out.push_str("...");
+pub use crate::sanitize::sanitize_detail;
+
+impl From<crate::jwe::KeyGenError> for Error {
+    fn from(e: crate::jwe::KeyGenError) -> Self {
+        Error::KeyGeneration { reason: e.0 }
     }
-    out
+}
+
+impl From<crate::binding::UnsupportedHash> for ProtocolError {
+    fn from(e: crate::binding::UnsupportedHash) -> Self {
+        ProtocolError::BadChallenge { reason: e.0 }
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,7 @@ pub mod evidence;
 pub mod jwe;
 pub mod kbs;
 pub mod resource_uri;
+mod sanitize;
 pub mod secret;
 pub mod token;
 

@@ -1,269 +1,70 @@
-//! The crate's one public error type, its typed sub-enums, and [`ErrorKind`] (what a caller
-//! does about an error: exit code, errno).
-//!
-//! Mirrors the failure classes of gocryptfs `internal/exitcodes/exitcodes.go` and the
-//! "mitigated corruption" reports of `fsck.go`, as structured data (`docs/file-format.md`).
-//! Messages are one line, lowercase, and name the cause and the fix. Secrets never appear in
-//! them; authentication failures say *where* (path, block), never *why*.
+//! The FUSE frontend's errors: [`MountError`] for mounting and unmounting, and the format
+//! core's error for everything read from the cipher tree. Messages state the problem; the
+//! agent (`agent/src/exit.rs`) adds the fix that names its own commands and flags.
 
-use std::ffi::OsString;
-use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Errors from opening, reading, writing or checking a gocryptfs cipher directory.
+/// Errors of the FUSE frontend.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// `gocryptfs.conf` could not be parsed, or uses a feature or parameter we refuse.
-    #[error("{path}: {source}", path = .path.display())]
-    Config {
-        /// The config file.
-        path: PathBuf,
-        /// What is wrong with it.
-        #[source]
-        source: ConfigError,
-    },
-    /// The password did not unlock the master key.
-    #[error(
-        "wrong password for {path}: the master key did not authenticate (or gocryptfs.conf was altered); check the password file",
-        path = .path.display()
-    )]
-    WrongPassword {
-        /// The config file.
-        path: PathBuf,
-    },
-    /// A master key was given, and nothing checked with it authenticates.
-    #[error(
-        "wrong master key for {path}: no file block or name checked with it authenticates (or all of them are corrupt); check the key",
-        path = .path.display()
-    )]
-    WrongMasterKey {
-        /// The cipher directory.
-        path: PathBuf,
-    },
-    /// A content block failed authentication: tampered, corrupt, moved, or the wrong key.
-    #[error(
-        "{path}: block {block} failed authentication (tampered, corrupt or moved); restore the file from a good copy",
-        path = .path.display()
-    )]
-    Authentication {
-        /// The file (plaintext path when known, else the cipher path).
-        path: PathBuf,
-        /// 0-based plaintext block number (4096-byte blocks).
-        block: u64,
-    },
-    /// A content block is malformed (too short, all-zero nonce).
-    #[error("{path}: block {block}: {kind}; restore the file from a good copy", path = .path.display())]
-    Block {
-        /// The file.
-        path: PathBuf,
-        /// 0-based plaintext block number.
-        block: u64,
-        /// What is wrong.
-        kind: BlockErrorKind,
-    },
-    /// Structural corruption: a bad header, an impossible size, a bad diriv, name, long-name
-    /// file, symlink target or xattr.
-    #[error("{path}: {source}", path = .path.display())]
-    Corrupt {
-        /// The cipher-side path of the broken item.
-        path: PathBuf,
-        /// What is wrong.
-        #[source]
-        source: CorruptError,
-    },
-    /// A local I/O operation failed.
-    #[error("{op} {path}: {source}", path = .path.display())]
-    Io {
-        /// What we were doing ("reading", "creating", ...).
-        op: &'static str,
-        /// The path involved.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// The input cannot be represented in a gocryptfs tree, or the output would be unsafe.
-    #[error("{path}: {reason}", path = .path.display())]
-    Refused {
-        /// The path involved.
-        path: PathBuf,
-        /// Why, and what to do.
-        reason: String,
-    },
-    /// The output directory exists and is not empty.
-    #[error("{path}: output directory is not empty; pass --force to write into it", path = .path.display())]
-    OutputNotEmpty {
-        /// The output directory.
-        path: PathBuf,
-    },
-    /// A key or password could not be parsed.
-    #[error("{0}")]
-    Key(#[from] KeyError),
-    /// Mounting or unmounting the FUSE view failed (feature `fuse`).
+    /// Mounting or unmounting failed.
     #[error("{path}: {source}", path = .path.display())]
     Mount {
         /// The mount point (or `/dev/fuse`).
         path: PathBuf,
         /// What went wrong.
-        #[source]
         source: MountError,
     },
-    /// The GPU loader failed: no driver or device, a driver call, a copy, or the check of
-    /// the device copy.
+    /// The cipher directory could not be read, or a local I/O operation failed.
     #[error(transparent)]
-    Gpu(#[from] crate::gpu::GpuError),
-    /// A `*.safetensors` file authenticated, but its header is not valid safetensors.
-    #[error(
-        "{path}: not a valid safetensors file: {problem}; re-export it with a current safetensors writer",
-        path = .path.display()
-    )]
-    Safetensors {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with its header (in the message; not a `source`, so it is not
-        /// printed twice by error-chain printers).
-        problem: crate::safetensors::SafetensorsError,
-    },
-    /// Several problems were found (decrypt keeps going and reports them all).
-    #[error("{count} problem(s) found, the first: {first}")]
-    Problems {
-        /// How many.
-        count: usize,
-        /// The first one, for the one-line message.
-        first: Box<Error>,
-        /// The exit class of the worst problem.
-        kind: ErrorKind,
-    },
-}
-
-/// What a caller should do about an [`Error`]; the agent maps it to an exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// The cipher directory is missing, unreadable, or uses a format we refuse.
-    BadCipherDir,
-    /// Wrong password or master key.
-    WrongKey,
-    /// Tampering or corruption in the tree.
-    Corrupt,
-    /// A local I/O failure.
-    Io,
-    /// The output exists and would be overwritten.
-    OutputExists,
-    /// The request itself is invalid (bad key file, unrepresentable input).
-    Usage,
-    /// FUSE is unavailable: `/dev/fuse` is missing, or mounting is not permitted.
-    NoFuse,
-    /// The mount point is missing, not a directory, not empty, busy, or not mounted.
-    MountpointBusy,
-    /// The mount itself failed.
-    MountFailed,
-    /// No GPU could be used: no driver library, no device, or a build without GPU support.
-    NoGpu,
-    /// A GPU operation failed (allocation, copy, or the device copy differs).
-    Gpu,
+    Format(#[from] gocryptfs_format::Error),
 }
 
 impl Error {
-    /// Classifies the error.
-    #[must_use]
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Error::Config { .. } => ErrorKind::BadCipherDir,
-            Error::WrongPassword { .. } | Error::WrongMasterKey { .. } => ErrorKind::WrongKey,
-            Error::Authentication { .. } | Error::Block { .. } | Error::Corrupt { .. } => {
-                ErrorKind::Corrupt
-            }
-            Error::Io { .. } => ErrorKind::Io,
-            Error::OutputNotEmpty { .. } => ErrorKind::OutputExists,
-            Error::Refused { .. } | Error::Key(_) => ErrorKind::Usage,
-            Error::Gpu(e) => e.kind(),
-            Error::Safetensors { .. } => ErrorKind::Corrupt,
-            Error::Problems { kind, .. } => *kind,
-            Error::Mount { source, .. } => source.kind(),
-        }
-    }
-
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io {
-            op,
+    pub(crate) fn mount(path: impl Into<PathBuf>, source: MountError) -> Self {
+        Error::Mount {
             path: path.into(),
             source,
         }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, source: impl Into<CorruptError>) -> Self {
-        Error::Corrupt {
-            path: path.into(),
-            source: source.into(),
-        }
-    }
-
-    pub(crate) fn refused(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
-        Error::Refused {
-            path: path.into(),
-            reason: reason.into(),
-        }
-    }
-
-    pub(crate) fn from_block(path: impl Into<PathBuf>, e: BlockError) -> Self {
-        let path = path.into();
-        match e.kind {
-            BlockErrorKind::Authentication => Error::Authentication {
-                path,
-                block: e.block,
-            },
-            kind => Error::Block {
-                path,
-                block: e.block,
-                kind,
-            },
-        }
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Format(gocryptfs_format::Error::io(op, path, source))
     }
 }
 
-/// Why a FUSE mount or unmount failed. Messages name the cause and the fix.
+/// Why a FUSE mount or unmount failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MountError {
     /// `/dev/fuse` cannot be opened.
-    #[error(
-        "FUSE is not available ({0}): load the fuse module (modprobe fuse), or give the container the device (--device /dev/fuse)"
-    )]
-    NoDevice(#[source] io::Error),
+    #[error("FUSE is not available: /dev/fuse cannot be opened ({0})")]
+    NoDevice(io::Error),
     /// The kernel refused the mount for lack of privileges, and no usable fusermount3.
-    #[error(
-        "mounting is not permitted ({0}): run as root (CAP_SYS_ADMIN), or install fuse3 so that fusermount3 can mount for a normal user"
-    )]
+    #[error("mounting is not permitted ({0})")]
     NotPermitted(String),
     /// The mount point does not exist.
-    #[error("the mount point does not exist; create it first (mkdir -p)")]
+    #[error("the mount point does not exist")]
     MountpointMissing,
     /// The mount point is not a directory.
     #[error("the mount point is not a directory")]
     NotADirectory,
     /// The mount point has entries (gocryptfs refuses this too).
-    #[error(
-        "the mount point is not empty; use an empty directory (or -o nonempty to hide its contents)"
-    )]
+    #[error("the mount point is not empty")]
     NotEmpty,
     /// Something is already mounted there.
-    #[error("something is already mounted here; unmount it first (ccmount umount)")]
+    #[error("something is already mounted here")]
     AlreadyMounted,
     /// A FUSE mount whose daemon died is still attached.
-    #[error(
-        "a dead FUSE mount is still attached here (transport endpoint is not connected); detach it with `ccmount umount --lazy` first"
-    )]
+    #[error("a dead FUSE mount is still attached here (transport endpoint is not connected)")]
     Stale,
     /// Files are open on the mount.
-    #[error(
-        "the mount is busy (files are open or a process has its working directory there); close them, or detach with --lazy"
-    )]
+    #[error("the mount is busy (files are open or a process has its working directory there)")]
     Busy,
     /// Nothing is mounted there.
     #[error("not a mount point (nothing is mounted here)")]
@@ -271,17 +72,37 @@ pub enum MountError {
     /// Something other than a FUSE file system is mounted there.
     #[error("a {0} file system is mounted here, not FUSE; refusing to unmount it")]
     NotFuse(String),
+    /// A mount option that cannot be passed to the kernel safely.
+    #[error("invalid mount option: {0}")]
+    Option(String),
+    /// The mount point lies inside the cipher directory it would serve.
+    #[error("the mount point is inside the cipher directory {0}")]
+    InsideCipherDir(PathBuf),
     /// The mount failed for another reason.
     #[error("mount failed: {0}")]
     Failed(String),
 }
 
+/// What a caller does about a [`MountError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MountErrorKind {
+    /// FUSE is unavailable: `/dev/fuse` is missing, or mounting is not permitted.
+    NoFuse,
+    /// The mount point is missing, not a directory, not empty, busy, or not mounted.
+    Mountpoint,
+    /// The request is invalid (a mount option, a mount point inside the cipher tree).
+    Usage,
+    /// The mount itself failed.
+    Failed,
+}
+
 impl MountError {
-    /// The exit class of this failure.
+    /// The class of this failure.
     #[must_use]
-    pub fn kind(&self) -> ErrorKind {
+    pub fn kind(&self) -> MountErrorKind {
         match self {
-            MountError::NoDevice(_) | MountError::NotPermitted(_) => ErrorKind::NoFuse,
+            MountError::NoDevice(_) | MountError::NotPermitted(_) => MountErrorKind::NoFuse,
             MountError::MountpointMissing
             | MountError::NotADirectory
             | MountError::NotEmpty
@@ -289,268 +110,9 @@ impl MountError {
             | MountError::Stale
             | MountError::Busy
             | MountError::NotMounted
-            | MountError::NotFuse(_) => ErrorKind::MountpointBusy,
-            MountError::Failed(_) => ErrorKind::MountFailed,
+            | MountError::NotFuse(_) => MountErrorKind::Mountpoint,
+            MountError::Option(_) | MountError::InsideCipherDir(_) => MountErrorKind::Usage,
+            MountError::Failed(_) => MountErrorKind::Failed,
         }
     }
-}
-
-/// Problems with `gocryptfs.conf`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// Not JSON, or not the JSON shape gocryptfs writes.
-    #[error("malformed gocryptfs.conf JSON: {0}; restore the file from a backup")]
-    Json(#[source] serde_json::Error),
-    /// `Version` is not 2.
-    #[error(
-        "unsupported on-disk format version {0} (gocryptfs 1.0 and later write 2); use the gocryptfs release that made it"
-    )]
-    Version(u64),
-    /// A feature flag we do not know: a newer gocryptfs made this tree.
-    #[error(
-        "unknown feature flag {0:?}: the tree was made by a newer gocryptfs; refusing to guess its format"
-    )]
-    UnknownFlag(String),
-    /// The FIDO2 flag or object: the password comes from a hardware token.
-    #[error(
-        "the tree needs a FIDO2 token (feature flag FIDO2) and there is no token in a TEE; re-encrypt it with a password or master key"
-    )]
-    Fido2,
-    /// A flag appears twice.
-    #[error("feature flag {0:?} appears twice; the file was edited by hand")]
-    DuplicateFlag(String),
-    /// A combination of flags gocryptfs itself never writes and refuses.
-    #[error("feature flags conflict: {0}")]
-    FlagMatrix(&'static str),
-    /// A flag or combination gocryptfs can read but we deliberately refuse.
-    #[error("unsupported layout: {0}")]
-    Unsupported(&'static str),
-    /// scrypt parameters below gocryptfs' minimums (a weakened or rogue config).
-    #[error(
-        "weak scrypt parameters: {0}; gocryptfs refuses these too (minimum N=2^10, R=8, P=1, 32-byte salt and key)"
-    )]
-    WeakScrypt(String),
-    /// scrypt parameters too expensive to run (a denial-of-service config).
-    #[error("scrypt parameters too expensive: {0}; gocryptfs never writes more than N=2^28")]
-    ScryptTooExpensive(String),
-    /// A base64 field does not decode.
-    #[error("field {0} is not valid standard base64")]
-    Base64(&'static str),
-    /// `EncryptedKey` has the wrong length for the flags.
-    #[error("EncryptedKey is {got} bytes, expected {expected} for these feature flags")]
-    EncryptedKeyLength {
-        /// Decoded length.
-        got: usize,
-        /// Expected length.
-        expected: usize,
-    },
-    /// `LongNameMax` field and flag disagree or are out of range.
-    #[error("LongNameMax: {0}")]
-    LongNameMax(&'static str),
-    /// There is no `gocryptfs.conf`.
-    #[error(
-        "no gocryptfs.conf here: not a gocryptfs cipher directory (or a -zerokey/-masterkey tree: pass the master key)"
-    )]
-    Missing,
-}
-
-/// Why a key or password input was rejected. Never contains the secret itself.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeyError {
-    /// The password file's first line is empty.
-    #[error("the password file's first line is empty; put the password on the first line")]
-    EmptyPassword,
-    /// The password is longer than gocryptfs accepts.
-    #[error("the password is longer than 2048 bytes (gocryptfs' limit)")]
-    PasswordTooLong,
-    /// A master key is not 32 bytes / 64 hex digits.
-    #[error(
-        "a master key must be 64 hex digits (dashes and whitespace allowed), as gocryptfs prints it; got {0} digits"
-    )]
-    MasterKeyLength(usize),
-    /// A master key contains something that is not a hex digit.
-    #[error("the master key contains a character that is not a hex digit or a dash")]
-    MasterKeyHex,
-    /// The operation needs a password (e.g. creating a gocryptfs.conf).
-    #[error("a password is needed here (a master key alone cannot create gocryptfs.conf)")]
-    PasswordRequired,
-    /// The OS random source failed.
-    #[error("the OS random number generator failed: {0}")]
-    Random(String),
-}
-
-/// Why a content block could not be decrypted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BlockErrorKind {
-    /// The AEAD tag did not verify.
-    Authentication,
-    /// The block is shorter than nonce + tag + 1 byte (truncated file).
-    TooShort,
-    /// The nonce is all zero, and the block is not a whole all-zero hole block.
-    AllZeroNonce,
-}
-
-impl fmt::Display for BlockErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BlockErrorKind::Authentication => "failed authentication (tampered, corrupt or moved)",
-            BlockErrorKind::TooShort => "block is too short (file truncated)",
-            BlockErrorKind::AllZeroNonce => "all-zero nonce (zeroed or truncated data)",
-        })
-    }
-}
-
-/// A block-level failure before the file path is attached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("block {block}: {kind}")]
-pub struct BlockError {
-    /// 0-based plaintext block number.
-    pub block: u64,
-    /// What went wrong.
-    pub kind: BlockErrorKind,
-}
-
-/// Structural corruption of one item.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CorruptError {
-    /// The 18-byte file header is bad.
-    #[error("file header: {0}")]
-    Header(#[from] HeaderError),
-    /// The ciphertext size cannot come from any plaintext size.
-    #[error(
-        "impossible ciphertext size {cipher_size}: the last block is shorter than its {overhead}-byte overhead (truncated)"
-    )]
-    Size {
-        /// Size on disk.
-        cipher_size: u64,
-        /// Nonce + tag length.
-        overhead: u64,
-    },
-    /// `gocryptfs.diriv` is missing or bad.
-    #[error("gocryptfs.diriv: {0}")]
-    DirIv(#[from] DirIvError),
-    /// An encrypted name does not decode or decrypt to a valid name.
-    #[error("encrypted name {name:?}: {source}")]
-    Name {
-        /// The name on disk.
-        name: OsString,
-        /// What is wrong.
-        #[source]
-        source: NameError,
-    },
-    /// A `gocryptfs.longname.*` entry or its `.name` file is bad.
-    #[error("long name: {0}")]
-    LongName(#[from] LongNameError),
-    /// A symlink target does not decrypt.
-    #[error("symlink target: {0}")]
-    Symlink(String),
-    /// An xattr name or value does not decrypt.
-    #[error("xattr {name:?}: {reason}")]
-    Xattr {
-        /// Backing xattr name.
-        name: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// The entry is not what the pinned manifest says (`decrypt` with a pin: the storage
-    /// changed after the check).
-    #[error("differs from the pinned manifest: {0}")]
-    Pin(String),
-    /// A content block is bad (used in reports).
-    #[error("{0}")]
-    Block(#[from] BlockError),
-}
-
-/// Problems with an 18-byte file header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum HeaderError {
-    /// Fewer than 18 bytes (and not empty).
-    #[error("only {0} bytes, a header needs 18 (truncated)")]
-    Short(u64),
-    /// All 18 bytes are zero.
-    #[error("header is all zero (zeroed data)")]
-    AllZero,
-    /// Version field is not 2.
-    #[error("header version {0}, expected 2")]
-    Version(u16),
-    /// The file ID is all zero.
-    #[error("file ID is all zero")]
-    ZeroFileId,
-}
-
-/// Problems with `gocryptfs.diriv`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DirIvError {
-    /// The file is missing.
-    #[error("missing (the directory's names cannot be decrypted)")]
-    Missing,
-    /// The file is not 16 bytes.
-    #[error("is {0} bytes, expected 16")]
-    Length(u64),
-    /// The 16 bytes are all zero.
-    #[error("is all zero")]
-    AllZero,
-}
-
-/// Why an encrypted name was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum NameError {
-    /// Not base64url of the expected variant.
-    #[error("not valid base64url")]
-    Base64,
-    /// Decodes, but is not the canonical encoding (non-zero trailing bits, wrong padding).
-    #[error("non-canonical base64 (malleable encoding)")]
-    NonCanonical,
-    /// The decoded length is not a positive multiple of 16.
-    #[error("decoded length {0} is not a positive multiple of 16")]
-    Length(usize),
-    /// PKCS#7 padding is wrong (usually: the wrong key, or a name from another directory).
-    #[error("bad padding (wrong key, or a name moved from another directory)")]
-    Padding,
-    /// Decrypts to an empty name.
-    #[error("decrypts to an empty name")]
-    Empty,
-    /// Decrypts to more than 255 bytes.
-    #[error("decrypts to {0} bytes, more than 255")]
-    TooLong(usize),
-    /// Decrypts to `.` or `..`.
-    #[error("decrypts to {0:?}, a reserved name")]
-    Dot(&'static str),
-    /// Decrypts to a name containing `/`.
-    #[error("decrypts to a name containing '/'")]
-    Slash,
-    /// Decrypts to a name containing NUL.
-    #[error("decrypts to a name containing NUL")]
-    Nul,
-}
-
-/// Problems with long names.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum LongNameError {
-    /// `gocryptfs.longname.X` has no `.name` file.
-    #[error("the .name file is missing")]
-    MissingNameFile,
-    /// The `.name` file is larger than any valid encrypted name.
-    #[error("the .name file is {0} bytes, more than 344")]
-    TooLarge(u64),
-    /// The hash in the file name does not match the `.name` content.
-    #[error("the hash in the entry name does not match its .name file (swapped .name files)")]
-    HashMismatch,
-    /// The hash part of the entry name is not valid.
-    #[error("the hash part of the entry name is not 32 bytes of canonical base64url")]
-    BadHash,
-    /// A `.name` file without its entry.
-    #[error("a .name file without its entry")]
-    Orphan,
-    /// The stored name was short enough that gocryptfs would not have hashed it.
-    #[error("the stored name is only {0} characters; gocryptfs hashes only longer names")]
-    NotLong(usize),
 }

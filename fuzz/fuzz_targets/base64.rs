@@ -1,4 +1,4 @@
-//! Fuzz target `base64`: the body and its property are `fuse_decrypt::internal::fuzzing::base64`.
+//! Fuzz target `base64`: the body and its property are `gocryptfs_format::internal::fuzzing::base64`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fuse_decrypt::internal::fuzzing::base64(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gocryptfs_format::internal::fuzzing::base64(data));

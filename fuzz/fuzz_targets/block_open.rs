@@ -1,4 +1,4 @@
-//! Fuzz target `block_open`: the body and its property are `fuse_decrypt::internal::fuzzing::block_open`.
+//! Fuzz target `block_open`: the body and its property are `gocryptfs_format::internal::fuzzing::block_open`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fuse_decrypt::internal::fuzzing::block_open(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gocryptfs_format::internal::fuzzing::block_open(data));

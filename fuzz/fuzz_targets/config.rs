@@ -1,4 +1,4 @@
-//! Fuzz target `config`: the body and its property are `fuse_decrypt::internal::fuzzing::config`.
+//! Fuzz target `config`: the body and its property are `gocryptfs_format::internal::fuzzing::config`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fuse_decrypt::internal::fuzzing::config(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gocryptfs_format::internal::fuzzing::config(data));

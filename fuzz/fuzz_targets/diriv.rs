@@ -1,4 +1,4 @@
-//! Fuzz target `diriv`: the body and its property are `fuse_decrypt::internal::fuzzing::diriv`.
+//! Fuzz target `diriv`: the body and its property are `gocryptfs_format::internal::fuzzing::diriv`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fuse_decrypt::internal::fuzzing::diriv(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gocryptfs_format::internal::fuzzing::diriv(data));

@@ -1,4 +1,4 @@
-//! Fuzz target `encrypted_name`: the body and its property are `fuse_decrypt::internal::fuzzing::encrypted_name`.
+//! Fuzz target `encrypted_name`: the body and its property are `gocryptfs_format::internal::fuzzing::encrypted_name`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fuse_decrypt::internal::fuzzing::encrypted_name(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gocryptfs_format::internal::fuzzing::encrypted_name(data));

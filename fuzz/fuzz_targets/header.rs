@@ -1,4 +1,4 @@
-//! Fuzz target `header`: the body and its property are `fuse_decrypt::internal::fuzzing::header`.
+//! Fuzz target `header`: the body and its property are `gocryptfs_format::internal::fuzzing::header`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fuse_decrypt::internal::fuzzing::header(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gocryptfs_format::internal::fuzzing::header(data));

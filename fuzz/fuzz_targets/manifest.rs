@@ -1,4 +1,4 @@
-//! Fuzz target `manifest`: the body and its property are `fuse_decrypt::internal::fuzzing::manifest`.
+//! Fuzz target `manifest`: the body and its property are `gocryptfs_format::internal::fuzzing::manifest`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fuse_decrypt::internal::fuzzing::manifest(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gocryptfs_format::internal::fuzzing::manifest(data));

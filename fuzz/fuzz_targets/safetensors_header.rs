@@ -1,4 +1,4 @@
-//! Fuzz target `safetensors_header`: the body and its property are `fuse_decrypt::internal::fuzzing::safetensors_header`.
+//! Fuzz target `safetensors_header`: the body and its property are `gpu_loader::internal::fuzzing::safetensors_header`.
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| fuse_decrypt::internal::fuzzing::safetensors_header(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gpu_loader::internal::fuzzing::safetensors_header(data));

@@ -9,8 +9,8 @@
 //! rename), so storage changed between the two passes cannot slip into OUTDIR.
 
 use anyhow::{Context, Result};
-use fuse_decrypt::decrypt::{DecryptOptions, decrypt_tree, decrypt_tree_pinned};
-use fuse_decrypt::manifest::{CheckMode, Manifest, check};
+use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree, decrypt_tree_pinned};
+use gocryptfs_format::manifest::{CheckMode, Manifest, check};
 use serde_json::json;
 
 use crate::cli::{DecryptArgs, GlobalArgs};

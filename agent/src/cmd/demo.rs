@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use attest::ResourceUri;
 use attest::evidence::{Platform, TeeChoice};
-use fuse_decrypt::decrypt::{DecryptOptions, decrypt_tree};
-use fuse_decrypt::writer::{InitOptions, encrypt_tree};
-use fuse_decrypt::{KeySource, NoProgress};
+use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree};
+use gocryptfs_format::writer::{InitOptions, encrypt_tree};
+use gocryptfs_format::{KeySource, NoProgress};
 use sha2::{Digest as _, Sha256};
 use test_kbs::{KbsConfig, Policy, TestKbs};
 use zeroize::Zeroizing;
@@ -138,10 +138,10 @@ pub(crate) fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<Exit> {
         let mnt = work.path.join("mnt");
         std::fs::create_dir(&mnt).with_context(|| format!("creating {}", mnt.display()))?;
         let mounted = steps.time("mount the model read-only (FUSE)", || {
-            Ok(fuse_decrypt::fuse::mount(
+            Ok(fuse_decrypt::mount(
                 std::sync::Arc::clone(&dir),
                 &mnt,
-                &fuse_decrypt::fuse::MountConfig::default(),
+                &fuse_decrypt::MountConfig::default(),
             ))
         })?;
         match mounted {

@@ -2,9 +2,9 @@
 //! plaintext tree, with the `gocryptfs -init` options we support (`docs/cli.md`).
 
 use anyhow::{Context, Result};
-use fuse_decrypt::configfile::{Layout, NameLayout};
-use fuse_decrypt::writer::{InitOptions, encrypt_tree, encrypt_tree_with_manifest};
-use fuse_decrypt::{ContentAlgo, KeySource};
+use gocryptfs_format::configfile::{Layout, NameLayout};
+use gocryptfs_format::writer::{InitOptions, encrypt_tree, encrypt_tree_with_manifest};
+use gocryptfs_format::{ContentAlgo, KeySource};
 
 use crate::cli::{EncryptArgs, GlobalArgs};
 use crate::exit::{Exit, coded};

@@ -2,8 +2,8 @@
 //! `gocryptfs.conf`, no key needed (like `gocryptfs -info`).
 
 use anyhow::{Context, Result};
-use fuse_decrypt::Config;
-use fuse_decrypt::configfile::NameLayout;
+use gocryptfs_format::Config;
+use gocryptfs_format::configfile::NameLayout;
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, InfoArgs};

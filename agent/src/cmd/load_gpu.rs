@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use anyhow::Result;
 use base64::Engine as _;
-use fuse_decrypt::cipherdir::FileKind;
-use fuse_decrypt::gpu::cpu::{CpuOptions, CpuTarget};
-use fuse_decrypt::gpu::{CopyTarget, LoadOptions, LoadedFile, Loader, TargetInfo};
-use fuse_decrypt::{CipherDir, walk};
+use gocryptfs_format::cipherdir::FileKind;
+use gocryptfs_format::{CipherDir, walk};
+use gpu_loader::cpu::{CpuOptions, CpuTarget};
+use gpu_loader::{CopyTarget, LoadOptions, LoadedFile, Loader, TargetInfo};
 use serde_json::{Value, json};
 
 use crate::cli::{BenchH2dArgs, GlobalArgs, GpuArgs, GpuTarget, LoadGpuArgs};
@@ -34,7 +34,7 @@ struct FileReport {
     seconds: f64,
     chunks: u64,
     verify_seconds: Option<f64>,
-    tensors: Option<Vec<fuse_decrypt::safetensors::TensorInfo>>,
+    tensors: Option<Vec<gpu_loader::safetensors::TensorInfo>>,
 }
 
 fn load_options(g: &GpuArgs, hash: bool) -> Result<LoadOptions> {
@@ -56,7 +56,7 @@ pub(crate) fn run(g: &GlobalArgs, a: LoadGpuArgs) -> Result<Exit> {
     let opts = load_options(&a.gpu, !a.no_verify)?;
     match a.gpu.target {
         GpuTarget::Cpu => {
-            let t = CpuTarget::new(CpuOptions::default()).map_err(fuse_decrypt::Error::from)?;
+            let t = CpuTarget::new(CpuOptions::default()).map_err(gpu_loader::Error::from)?;
             run_on(g, &a, &t, opts, None)
         }
         GpuTarget::Cuda => run_cuda(g, &a, opts),
@@ -64,8 +64,8 @@ pub(crate) fn run(g: &GlobalArgs, a: LoadGpuArgs) -> Result<Exit> {
 }
 
 #[cfg(feature = "gpu")]
-fn open_cuda(device: usize, g: &GpuArgs) -> Result<fuse_decrypt::gpu::cuda::CudaTarget> {
-    use fuse_decrypt::gpu::cuda::{CudaOptions, CudaTarget};
+fn open_cuda(device: usize, g: &GpuArgs) -> Result<gpu_loader::cuda::CudaTarget> {
+    use gpu_loader::cuda::{CudaOptions, CudaTarget};
     // Checked before the key is fetched or scrypt runs: fail fast on a host without a GPU.
     CudaTarget::new(
         device,
@@ -73,7 +73,7 @@ fn open_cuda(device: usize, g: &GpuArgs) -> Result<fuse_decrypt::gpu::cuda::Cuda
             pinned: !g.no_pinned,
         },
     )
-    .map_err(|e| anyhow::Error::new(fuse_decrypt::Error::from(e)))
+    .map_err(|e| anyhow::Error::new(gpu_loader::Error::from(e)))
 }
 
 #[cfg(feature = "gpu")]
@@ -84,7 +84,7 @@ fn run_cuda(g: &GlobalArgs, a: &LoadGpuArgs, opts: LoadOptions) -> Result<Exit> 
 
 #[cfg(not(feature = "gpu"))]
 fn run_cuda(_g: &GlobalArgs, _a: &LoadGpuArgs, _opts: LoadOptions) -> Result<Exit> {
-    Err(fuse_decrypt::Error::from(fuse_decrypt::gpu::GpuError::NotCompiled).into())
+    Err(gpu_loader::Error::from(gpu_loader::GpuError::NotCompiled).into())
 }
 
 /// Every regular `*.safetensors` file of the tree, in walk order. A name that does not
@@ -355,9 +355,9 @@ pub(crate) fn bench_h2d(_g: &GlobalArgs, a: BenchH2dArgs) -> Result<Exit> {
     let bytes = a.mib << 20;
     let (secs, pinned, kind) = match a.gpu.target {
         GpuTarget::Cpu => {
-            let t = CpuTarget::new(CpuOptions::default()).map_err(fuse_decrypt::Error::from)?;
-            let (s, p) = fuse_decrypt::gpu::plain_copy(&t, bytes, opts.chunk_bytes, opts.depth)
-                .map_err(fuse_decrypt::Error::from)?;
+            let t = CpuTarget::new(CpuOptions::default()).map_err(gpu_loader::Error::from)?;
+            let (s, p) = gpu_loader::plain_copy(&t, bytes, opts.chunk_bytes, opts.depth)
+                .map_err(gpu_loader::Error::from)?;
             (s, p, "cpu")
         }
         GpuTarget::Cuda => bench_cuda(a.device, &a.gpu, bytes, &opts)?,
@@ -377,8 +377,8 @@ fn bench_cuda(
     opts: &LoadOptions,
 ) -> Result<(f64, bool, &'static str)> {
     let t = open_cuda(device, g)?;
-    let (s, p) = fuse_decrypt::gpu::plain_copy(&t, bytes, opts.chunk_bytes, opts.depth)
-        .map_err(fuse_decrypt::Error::from)
+    let (s, p) = gpu_loader::plain_copy(&t, bytes, opts.chunk_bytes, opts.depth)
+        .map_err(gpu_loader::Error::from)
         .context("plain host-to-device copy")?;
     Ok((s, p, "cuda"))
 }
@@ -390,5 +390,5 @@ fn bench_cuda(
     _bytes: u64,
     _opts: &LoadOptions,
 ) -> Result<(f64, bool, &'static str)> {
-    Err(fuse_decrypt::Error::from(fuse_decrypt::gpu::GpuError::NotCompiled).into())
+    Err(gpu_loader::Error::from(gpu_loader::GpuError::NotCompiled).into())
 }

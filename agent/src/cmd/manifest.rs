@@ -4,7 +4,7 @@
 //! manifest (exit 26): a manifest pins only a clean tree.
 
 use anyhow::Result;
-use fuse_decrypt::manifest::Manifest;
+use gocryptfs_format::manifest::Manifest;
 
 use crate::cli::{GlobalArgs, ManifestArgs};
 use crate::exit::{Exit, coded};

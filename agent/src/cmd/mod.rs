@@ -21,7 +21,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use fuse_decrypt::{CipherDir, KeySource, OpenOptions};
+use gocryptfs_format::{CipherDir, KeySource, OpenOptions};
 
 use crate::cli::{Command, GlobalArgs};
 use crate::exit::{Exit, coded};

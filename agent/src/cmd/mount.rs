@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use fuse_decrypt::fuse::{self, MountHandle, Unmounted, Unmounter};
-use fuse_decrypt::manifest::{CheckMode, check};
+use fuse_decrypt::{self as fuse, MountHandle, Unmounted, Unmounter};
+use gocryptfs_format::manifest::{CheckMode, check};
 use nix::sys::signal::{SigSet, Signal};
 use tracing::{debug, error, info, warn};
 
@@ -55,7 +55,7 @@ pub(crate) fn run(g: &GlobalArgs, a: MountArgs, argv: &[OsString]) -> Result<Exi
             Some(s) => {
                 // The parent prints it; this process exits with the same code quietly.
                 let code = exit::classify(&err);
-                s.failed(code, &format!("{err:#}"));
+                s.failed(code, &exit::message(&err));
                 Ok(code)
             }
             None => Err(err),

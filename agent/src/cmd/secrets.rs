@@ -356,7 +356,7 @@ fn run_model_job(global: &GlobalArgs, argv: &[String]) -> Result<Option<Live>> {
 /// reports on a channel the loop selects on.
 struct ModelMount {
     #[cfg(feature = "fuse")]
-    unmounter: fuse_decrypt::fuse::Unmounter,
+    unmounter: fuse_decrypt::Unmounter,
     #[cfg(feature = "fuse")]
     ready: Option<PathBuf>,
     stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,

@@ -4,7 +4,7 @@
 //! file.
 
 use anyhow::Result;
-use fuse_decrypt::fuse::{self, Unmounted};
+use fuse_decrypt::{self as fuse, Unmounted};
 use tracing::info;
 
 use crate::cli::{GlobalArgs, UmountArgs};

@@ -6,8 +6,10 @@
 use std::io::Write;
 
 use anyhow::Result;
-use fuse_decrypt::manifest::{CheckError, Manifest, ModelDigest, check_report};
-use fuse_decrypt::verify::{FindingKind, Report, Severity, VerifyOptions, verify, verify_no_key};
+use gocryptfs_format::manifest::{CheckError, Manifest, ModelDigest, check_report};
+use gocryptfs_format::verify::{
+    FindingKind, Report, Severity, VerifyOptions, verify, verify_no_key,
+};
 use serde_json::json;
 
 use crate::cli::{GlobalArgs, VerifyArgs};
@@ -140,7 +142,7 @@ fn print_human(r: &Report, quiet: bool) -> std::io::Result<()> {
         s.dirs,
         s.symlinks,
         s.bytes,
-        if matches!(r.mode, fuse_decrypt::verify::Mode::NoKey) {
+        if matches!(r.mode, gocryptfs_format::verify::Mode::NoKey) {
             " (structure only, no key)"
         } else {
             ""

@@ -15,9 +15,13 @@
 
 #![warn(clippy::indexing_slicing)]
 
+mod bytes;
 pub mod sample;
+#[cfg(feature = "snp")]
 pub mod snp;
+#[cfg(feature = "snp")]
 mod sys;
+#[cfg(feature = "tdx")]
 pub mod tdx;
 pub mod tsm;
 
@@ -57,14 +61,16 @@ pub trait Attester: Send + Sync + fmt::Debug {
 pub enum EvidenceError {
     /// Auto-detection found no TEE.
     #[error(
-        "no TEE found (looked for TDX and SEV-SNP guest devices){hint}; run inside a TDX or SNP guest, or pass --tee sample against a test KBS"
+        "no TEE found (looked for TDX and SEV-SNP guest devices){hint}; run inside a TDX or SNP guest"
     )]
     NoTee {
         /// Extra advice (e.g. an Azure CVM was recognised).
         hint: &'static str,
     },
     /// The named TEE is not present on this machine.
-    #[error("--tee {tee}: this machine is not a {tee} guest (none of {looked_at} exists)")]
+    #[error(
+        "TEE {tee} requested, but this machine is not a {tee} guest (none of {looked_at} exists)"
+    )]
     NotPresent {
         /// The TEE asked for.
         tee: &'static str,
@@ -72,7 +78,7 @@ pub enum EvidenceError {
         looked_at: String,
     },
     /// A TEE type ccmount refuses, with the reason.
-    #[error("--tee {tee} is not supported: {reason}")]
+    #[error("TEE {tee} is not supported: {reason}")]
     Unsupported {
         /// The TEE asked for.
         tee: String,
@@ -280,9 +286,9 @@ pub fn attester(
     match choice {
         TeeChoice::Auto => {
             if platform.is_tdx() {
-                Ok(Box::new(tdx::TdxAttester::new(platform)))
+                tdx_attester(platform)
             } else if platform.is_snp() {
-                Ok(Box::new(snp::SnpAttester::new(platform)))
+                snp_attester(platform)
             } else if platform.looks_like_azure_cvm() {
                 Err(EvidenceError::NoTee {
                     hint: " (this looks like an Azure confidential VM with a paravisor vTPM, which ccmount does not support)",
@@ -291,12 +297,12 @@ pub fn attester(
                 Err(EvidenceError::NoTee { hint: "" })
             }
         }
-        TeeChoice::Tdx if platform.is_tdx() => Ok(Box::new(tdx::TdxAttester::new(platform))),
+        TeeChoice::Tdx if platform.is_tdx() => tdx_attester(platform),
         TeeChoice::Tdx => Err(EvidenceError::NotPresent {
             tee: "tdx",
             looked_at: looked(&platform.tdx_guest_dev, &platform.tdx_guest_sysfs),
         }),
-        TeeChoice::Snp if platform.is_snp() => Ok(Box::new(snp::SnpAttester::new(platform))),
+        TeeChoice::Snp if platform.is_snp() => snp_attester(platform),
         TeeChoice::Snp => Err(EvidenceError::NotPresent {
             tee: "snp",
             looked_at: looked(&platform.sev_guest_dev, &platform.sev_guest_sysfs),
@@ -313,6 +319,32 @@ pub fn attester(
     }
 }
 
+#[cfg(feature = "tdx")]
+fn tdx_attester(platform: &Platform) -> Result<Box<dyn Attester>, EvidenceError> {
+    Ok(Box::new(tdx::TdxAttester::new(platform)))
+}
+
+#[cfg(not(feature = "tdx"))]
+fn tdx_attester(_: &Platform) -> Result<Box<dyn Attester>, EvidenceError> {
+    Err(EvidenceError::Unsupported {
+        tee: "tdx".into(),
+        reason: "this build has no TDX support (cargo feature `tdx` of attest)",
+    })
+}
+
+#[cfg(feature = "snp")]
+fn snp_attester(platform: &Platform) -> Result<Box<dyn Attester>, EvidenceError> {
+    Ok(Box::new(snp::SnpAttester::new(platform)))
+}
+
+#[cfg(not(feature = "snp"))]
+fn snp_attester(_: &Platform) -> Result<Box<dyn Attester>, EvidenceError> {
+    Err(EvidenceError::Unsupported {
+        tee: "snp".into(),
+        reason: "this build has no SEV-SNP support (cargo feature `snp` of attest)",
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -324,9 +356,10 @@ mod tests {
         let p = Platform::under(dir.path());
         let e = attester(TeeChoice::Auto, &p).unwrap_err();
         assert!(matches!(e, EvidenceError::NoTee { hint: "" }), "{e}");
-        assert!(e.to_string().contains("--tee sample"));
+        assert!(e.to_string().contains("run inside a TDX or SNP guest"));
     }
 
+    #[cfg(all(feature = "tdx", feature = "snp"))]
     #[test]
     fn auto_detects_tdx_and_snp() {
         let dir = tempfile::tempdir().unwrap();

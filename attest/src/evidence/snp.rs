@@ -19,7 +19,7 @@ use std::path::Path;
 use sev::firmware::guest::AttestationReport;
 use sev::firmware::host::{CertTableEntry, CertType};
 
-use super::tdx::le_u32;
+use super::bytes::le_u32;
 use super::tsm::{self, RealFs, TsmFs};
 use super::{Attester, Evidence, EvidenceError, Platform, Tee};
 use crate::binding::ReportData;

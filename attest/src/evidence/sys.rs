@@ -117,8 +117,8 @@ pub(crate) fn snp_extended_report(
         match rc {
             Ok(_) => {
                 let d = &resp.data;
-                let status = super::tdx::le_u32(d, 0).unwrap_or(u32::MAX);
-                let size = super::tdx::le_u32(d, 4).unwrap_or(0) as usize;
+                let status = super::bytes::le_u32(d, 0).unwrap_or(u32::MAX);
+                let size = super::bytes::le_u32(d, 4).unwrap_or(0) as usize;
                 if status != 0 {
                     return Err(EvidenceError::Firmware {
                         path: dev.to_owned(),

@@ -12,6 +12,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use super::bytes::{le_u16, le_u32};
 use super::tsm::{self, RealFs, TsmFs};
 use super::{Attester, Evidence, EvidenceError, Platform, Tee};
 use crate::binding::ReportData;
@@ -91,14 +92,6 @@ impl Attester for TdxAttester {
             }),
         })
     }
-}
-
-pub(crate) fn le_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ pub fn request(
         return Err(EvidenceError::ProviderMismatch {
             path: dir.path.clone(),
             expected: expected_provider,
-            found: crate::error::sanitize_detail(provider.trim_end()),
+            found: crate::sanitize::sanitize_detail(provider.trim_end()),
         });
     }
     let before = generation(fs, &attr("generation"))?;

@@ -17,8 +17,6 @@ use kbs_types::TeePubKey;
 use p256::elliptic_curve::sec1::ToSec1Point as _;
 use zeroize::Zeroizing;
 
-use crate::error::Error;
-
 /// JWK `alg` of an EC key (and the JWE `alg` we then accept).
 pub const ALG_ECDH_ES_A256KW: &str = "ECDH-ES+A256KW";
 /// JWK `alg` of an RSA key (and the JWE `alg` we then accept).
@@ -65,35 +63,34 @@ impl std::fmt::Debug for TeeKeyPair {
     }
 }
 
+/// Why a TEE key pair could not be generated (a fixed reason, no key material).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyGenError(pub &'static str);
+
 impl TeeKeyPair {
     /// Generates a fresh key pair from the OS RNG.
     ///
     /// # Errors
-    /// [`Error::KeyGeneration`] if the RNG or aws-lc fails.
-    pub fn generate(alg: KeyAlgorithm) -> Result<Self, Error> {
+    /// [`KeyGenError`] if the RNG or aws-lc fails.
+    pub fn generate(alg: KeyAlgorithm) -> Result<Self, KeyGenError> {
         match alg {
             KeyAlgorithm::EcP256 => {
                 // Rejection sampling: a uniform 32-byte string is a valid scalar with
                 // probability ~1 - 2^-32, so a handful of tries is plenty.
                 for _ in 0..8 {
                     let mut bytes = Zeroizing::new([0u8; 32]);
-                    getrandom::fill(bytes.as_mut_slice()).map_err(|_| Error::KeyGeneration {
-                        reason: "the OS random number generator failed",
-                    })?;
+                    getrandom::fill(bytes.as_mut_slice())
+                        .map_err(|_| KeyGenError("the OS random number generator failed"))?;
                     if let Ok(sk) = p256::SecretKey::from_slice(bytes.as_slice()) {
                         return Ok(Self::from_ec(sk));
                     }
                 }
-                Err(Error::KeyGeneration {
-                    reason: "no valid P-256 scalar after 8 tries",
-                })
+                Err(KeyGenError("no valid P-256 scalar after 8 tries"))
             }
             KeyAlgorithm::Rsa2048 => {
-                let key = PrivateDecryptingKey::generate(KeySize::Rsa2048).map_err(|_| {
-                    Error::KeyGeneration {
-                        reason: "aws-lc could not generate an RSA key",
-                    }
-                })?;
+                let key = PrivateDecryptingKey::generate(KeySize::Rsa2048)
+                    .map_err(|_| KeyGenError("aws-lc could not generate an RSA key"))?;
                 Self::from_rsa(key)
             }
         }
@@ -131,10 +128,8 @@ impl TeeKeyPair {
         }
     }
 
-    fn from_rsa(key: PrivateDecryptingKey) -> Result<Self, Error> {
-        const BAD: Error = Error::KeyGeneration {
-            reason: "cannot read the RSA public key",
-        };
+    fn from_rsa(key: PrivateDecryptingKey) -> Result<Self, KeyGenError> {
+        const BAD: KeyGenError = KeyGenError("cannot read the RSA public key");
         let der = key.public_key().as_der().map_err(|_| BAD)?;
         let (n, e) = spki_rsa_components(der.as_ref()).ok_or(BAD)?;
         let public = TeePubKey::RSA {

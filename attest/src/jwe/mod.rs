@@ -22,7 +22,7 @@ use sha2::Digest as _;
 use zeroize::Zeroizing;
 
 use keypair::Inner;
-pub use keypair::{ALG_ECDH_ES_A256KW, ALG_RSA_OAEP_256, KeyAlgorithm, TeeKeyPair};
+pub use keypair::{ALG_ECDH_ES_A256KW, ALG_RSA_OAEP_256, KeyAlgorithm, KeyGenError, TeeKeyPair};
 
 use crate::secret::Secret;
 
@@ -150,13 +150,13 @@ pub fn decrypt(key: &TeeKeyPair, body: &[u8]) -> Result<Secret, JweError> {
     let offered = key.algorithm().jose_alg();
     if header.alg != offered {
         return Err(JweError::UnexpectedAlg {
-            found: crate::error::sanitize_detail(&header.alg),
+            found: crate::sanitize::sanitize_detail(&header.alg),
             offered,
         });
     }
     if header.enc != ENC_A256GCM {
         return Err(JweError::UnexpectedEnc {
-            found: crate::error::sanitize_detail(&header.enc),
+            found: crate::sanitize::sanitize_detail(&header.enc),
         });
     }
     if header.zip.is_some() {

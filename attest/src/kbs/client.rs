@@ -197,7 +197,7 @@ impl KbsClientBuilder {
         match base.scheme() {
             "https" => {}
             "http" if self.insecure_http => {
-                tracing::warn!(url = %base, "using a plain-HTTP KBS URL (--insecure-http)");
+                tracing::warn!(url = %base, "using a plain-HTTP KBS URL (explicitly allowed)");
             }
             "http" => {
                 return Err(Error::InsecureHttp {
@@ -502,7 +502,8 @@ impl<T: Transport> KbsClient<T> {
             }
             .into());
         }
-        let hash = HashAlgorithm::from_challenge(&challenge.extra_params)?;
+        let hash =
+            HashAlgorithm::from_challenge(&challenge.extra_params).map_err(ProtocolError::from)?;
 
         // Build the additional-evidence string once, hash it and send exactly it (§2.3).
         let additional_evidence = String::new();

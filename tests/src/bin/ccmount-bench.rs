@@ -27,9 +27,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use e2e::tree::Rng;
-use fuse_decrypt::contentenc::ContentEnc;
-use fuse_decrypt::cryptocore::{ContentCipher, bench_raw_evp_open};
-use fuse_decrypt::{Backend, ContentAlgo, FileId};
+use gocryptfs_format::contentenc::ContentEnc;
+use gocryptfs_format::cryptocore::{ContentCipher, bench_raw_evp_open};
+use gocryptfs_format::{Backend, ContentAlgo, FileId};
 
 fn write_random(path: &Path, size: u64, rng: &mut Rng, buf: &mut [u8]) {
     let mut f = fs::File::create(path).unwrap();

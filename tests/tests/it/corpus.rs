@@ -7,11 +7,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use e2e::corpus::{self, Variant};
-use fuse_decrypt::cipherdir::FileKind;
-use fuse_decrypt::decrypt::{DecryptOptions, decrypt_tree};
-use fuse_decrypt::verify::{VerifyOptions, verify, verify_no_key};
-use fuse_decrypt::walk::walk;
-use fuse_decrypt::{Backend, CipherDir, KeySource, MasterKey, NoProgress, OpenOptions};
+use gocryptfs_format::cipherdir::FileKind;
+use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree};
+use gocryptfs_format::verify::{VerifyOptions, verify, verify_no_key};
+use gocryptfs_format::walk::walk;
+use gocryptfs_format::{Backend, CipherDir, KeySource, MasterKey, NoProgress, OpenOptions};
 use sha2::{Digest, Sha256};
 
 const VARIANTS: [&str; 8] = [

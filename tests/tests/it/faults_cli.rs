@@ -228,12 +228,18 @@ fn full_disk_during_decrypt_exits_3_and_leaves_no_partial_file() {
     let pw = tmp.path().join("pw");
     std::fs::write(&pw, "pw\n").unwrap();
     let cipher = tmp.path().join("cipher");
-    let opts = fuse_decrypt::writer::InitOptions {
+    let opts = gocryptfs_format::writer::InitOptions {
         scrypt_log_n: 10,
         ..Default::default()
     };
-    fuse_decrypt::writer::encrypt_tree(&plain, &cipher, b"pw", &opts, &fuse_decrypt::NoProgress)
-        .unwrap();
+    gocryptfs_format::writer::encrypt_tree(
+        &plain,
+        &cipher,
+        b"pw",
+        &opts,
+        &gocryptfs_format::NoProgress,
+    )
+    .unwrap();
     let mnt = tmp.path().join("small");
     std::fs::create_dir(&mnt).unwrap();
     let report = tmp.path().join("report");

@@ -1,5 +1,5 @@
 //! The fuzz corpora on stable: every file of every `fuzz/corpus/<target>/` runs through the
-//! same body the cargo-fuzz target wraps (`fuse_decrypt::internal::fuzzing::*`,
+//! same body the cargo-fuzz target wraps (`gocryptfs_format::internal::fuzzing::*`,
 //! `attest::internal::fuzzing::*`), so CI checks each target's property on its seeds and on
 //! every input a fuzz run found worth keeping, without nightly or libFuzzer.
 //!
@@ -15,10 +15,10 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fuse_decrypt::configfile::NameLayout;
-use fuse_decrypt::contentenc::{ContentEnc, FileId};
-use fuse_decrypt::cryptocore::{Backend, ContentAlgo, ContentCipher, MasterKey};
-use fuse_decrypt::nametransform::{DirIv, NameTransform};
+use gocryptfs_format::configfile::NameLayout;
+use gocryptfs_format::contentenc::{ContentEnc, FileId};
+use gocryptfs_format::cryptocore::{Backend, ContentAlgo, ContentCipher, MasterKey};
+use gocryptfs_format::nametransform::{DirIv, NameTransform};
 use sha2::Digest as _;
 use test_kbs::{KbsConfig, Policy, TestKbs};
 
@@ -28,7 +28,7 @@ type Body = fn(&[u8]);
 /// so a new target cannot be forgotten.
 fn bodies() -> BTreeMap<&'static str, Body> {
     use attest::internal::fuzzing as a;
-    use fuse_decrypt::internal::fuzzing as f;
+    use gocryptfs_format::internal::fuzzing as f;
     BTreeMap::from([
         ("config", f::config as Body),
         ("header", f::header),
@@ -38,7 +38,10 @@ fn bodies() -> BTreeMap<&'static str, Body> {
         ("diriv", f::diriv),
         ("base64", f::base64),
         ("manifest", f::manifest),
-        ("safetensors_header", f::safetensors_header),
+        (
+            "safetensors_header",
+            gpu_loader::internal::fuzzing::safetensors_header,
+        ),
         ("kbs_json", a::kbs_json),
         ("jwe", a::jwe),
         ("resource_uri", a::resource_uri),

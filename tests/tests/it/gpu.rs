@@ -14,11 +14,13 @@ use std::path::{Path, PathBuf};
 use e2e::gocryptfs::{self, Mount};
 use e2e::tree::Rng;
 use e2e::{corpus, skip_unless};
-use fuse_decrypt::gpu::cpu::{CpuOptions, CpuTarget, Gate};
-use fuse_decrypt::gpu::{GpuError, LoadOptions, Loader};
-use fuse_decrypt::safetensors::{self as st, Dtype};
-use fuse_decrypt::writer::{InitOptions, encrypt_tree};
-use fuse_decrypt::{CipherDir, Error, ErrorKind, KeySource, NoProgress, OpenOptions};
+use gocryptfs_format::writer::{InitOptions, encrypt_tree};
+use gocryptfs_format::{
+    CipherDir, Error as FError, ErrorKind as FKind, KeySource, NoProgress, OpenOptions,
+};
+use gpu_loader::cpu::{CpuOptions, CpuTarget, Gate};
+use gpu_loader::safetensors::{self as st, Dtype};
+use gpu_loader::{Error, ErrorKind, GpuError, LoadOptions, Loader};
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
 
@@ -224,13 +226,13 @@ fn tampered_block_aborts_the_load_names_file_and_block_and_frees_the_device() {
             .load_path(&dir, Path::new("bad.bin"), &NoProgress)
             .unwrap_err();
         match &err {
-            Error::Authentication { path, block } => {
+            Error::Format(FError::Authentication { path, block }) => {
                 assert_eq!(path, Path::new("bad.bin"));
                 assert_eq!(*block, 5);
             }
             e => panic!("expected an authentication error, got {e:?}"),
         }
-        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert_eq!(err.kind(), ErrorKind::Format(FKind::Corrupt));
         let msg = err.to_string();
         assert!(msg.contains("bad.bin") && msg.contains("block 5"), "{msg}");
         assert_eq!(target.live_device_bytes(), 0, "device memory leaked");
@@ -267,7 +269,7 @@ fn truncated_file_fails_naming_the_block() {
     assert!(
         matches!(
             err,
-            Error::Authentication { block: 4, .. } | Error::Block { block: 4, .. }
+            Error::Format(FError::Authentication { block: 4, .. } | FError::Block { block: 4, .. })
         ),
         "{err:?}"
     );
@@ -442,7 +444,7 @@ fn a_bad_safetensors_header_fails_before_any_device_memory_is_used() {
             .load_path(&dir, Path::new(name), &NoProgress)
             .unwrap_err();
         assert!(matches!(err, Error::Safetensors { .. }), "{err:?}");
-        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert_eq!(err.kind(), ErrorKind::Format(FKind::Corrupt));
         assert!(err.to_string().contains(name));
     }
     assert_eq!(target.stats().copies, 0);
@@ -457,7 +459,7 @@ fn directories_are_not_loadable() {
     let err = loader
         .load_path(&dir, Path::new("d"), &NoProgress)
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Usage);
+    assert_eq!(err.kind(), ErrorKind::Format(FKind::Usage));
 }
 
 /// Every regular file of the gocryptfs-made corpus loads with the plaintext SHA-256 the
@@ -611,7 +613,7 @@ proptest! {
         if st::parse(&file, file.len() as u64).is_ok() {
             prop_assert!(safetensors::SafeTensors::deserialize(&file).is_ok());
         }
-        fuse_decrypt::internal::fuzzing::safetensors_header(&file);
+        gpu_loader::internal::fuzzing::safetensors_header(&file);
     }
 }
 
@@ -620,7 +622,7 @@ proptest! {
 /// refused with nothing returned. Elsewhere it prints `skipped: no GPU (reason)`.
 #[test]
 fn cuda_device_loads_byte_exact_and_refuses_tampered_blocks() {
-    use fuse_decrypt::gpu::cuda::{CudaOptions, CudaTarget};
+    use gpu_loader::cuda::{CudaOptions, CudaTarget};
     let target = match CudaTarget::new(0, CudaOptions::default()) {
         Ok(t) => t,
         Err(e) => {
@@ -639,7 +641,7 @@ fn cuda_device_loads_byte_exact_and_refuses_tampered_blocks() {
                 .unwrap();
             let mut back = vec![0u8; data.len()];
             if !back.is_empty() {
-                use fuse_decrypt::gpu::CopyTarget as _;
+                use gpu_loader::CopyTarget as _;
                 target.read_back(&f.device, 0, &mut back).unwrap();
             }
             assert!(back == *data, "{name} chunk {chunk} depth {depth}");
@@ -663,7 +665,7 @@ fn cuda_device_loads_byte_exact_and_refuses_tampered_blocks() {
         .load_path(&dir, Path::new(name), &NoProgress)
         .unwrap_err();
     assert!(
-        matches!(err, Error::Authentication { block: 1, .. }),
+        matches!(err, Error::Format(FError::Authentication { block: 1, .. })),
         "{err:?}"
     );
 }

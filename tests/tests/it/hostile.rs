@@ -7,9 +7,11 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use e2e::corpus;
-use fuse_decrypt::decrypt::{DecryptOptions, decrypt_tree};
-use fuse_decrypt::verify::{FindingKind, Report, Severity, VerifyOptions, verify, verify_no_key};
-use fuse_decrypt::{
+use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree};
+use gocryptfs_format::verify::{
+    FindingKind, Report, Severity, VerifyOptions, verify, verify_no_key,
+};
+use gocryptfs_format::{
     CipherDir, ConfigError, Error, ErrorKind, KeySource, MasterKey, NoProgress, OpenOptions,
 };
 use tempfile::TempDir;

@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use fuse_decrypt::cryptocore::{Backend, ContentAlgo, ContentCipher, MasterKey};
-use fuse_decrypt::{CipherDir, KeySource, OpenOptions};
+use gocryptfs_format::cryptocore::{Backend, ContentAlgo, ContentCipher, MasterKey};
+use gocryptfs_format::{CipherDir, KeySource, OpenOptions};
 use test_kbs::{Endpoint, KbsConfig, Policy, TestKbs};
 
 use e2e::ccmount_bin as ccmount;

@@ -9,11 +9,11 @@ use std::path::Path;
 use e2e::gocryptfs::{self, Mount};
 use e2e::skip_unless;
 use e2e::tree::{self, TreeOpts};
-use fuse_decrypt::configfile::{Layout, NameLayout};
-use fuse_decrypt::decrypt::{DecryptOptions, decrypt_tree};
-use fuse_decrypt::verify::{VerifyOptions, verify, verify_no_key};
-use fuse_decrypt::writer::{InitOptions, encrypt_tree};
-use fuse_decrypt::{CipherDir, ContentAlgo, KeySource, MasterKey, NoProgress, OpenOptions};
+use gocryptfs_format::configfile::{Layout, NameLayout};
+use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree};
+use gocryptfs_format::verify::{VerifyOptions, verify, verify_no_key};
+use gocryptfs_format::writer::{InitOptions, encrypt_tree};
+use gocryptfs_format::{CipherDir, ContentAlgo, KeySource, MasterKey, NoProgress, OpenOptions};
 
 const PASSWORD: &[u8] = b"interop password \xe2\x9c\x93";
 

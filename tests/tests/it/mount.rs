@@ -25,9 +25,9 @@ use e2e::corpus::{self, Variant};
 use e2e::gocryptfs::{self, Mount as GoMount};
 use e2e::skip_unless;
 use e2e::tree::{self, Rng, TreeOpts};
-use fuse_decrypt::contentenc::{HEADER_LEN, PLAIN_BS};
-use fuse_decrypt::fuse::{MountConfig, MountHandle, mount};
-use fuse_decrypt::{CipherDir, KeySource, MasterKey, OpenOptions};
+use fuse_decrypt::{MountConfig, MountHandle, mount};
+use gocryptfs_format::contentenc::{HEADER_LEN, PLAIN_BS};
+use gocryptfs_format::{CipherDir, KeySource, MasterKey, OpenOptions};
 use sha2::{Digest, Sha256};
 
 // ------------------------------------------------------------------------- helpers ----

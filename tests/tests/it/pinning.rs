@@ -14,11 +14,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use blake2::Digest as _;
 use e2e::gocryptfs;
-use fuse_decrypt::NoProgress;
-use fuse_decrypt::manifest::{
+use gocryptfs_format::NoProgress;
+use gocryptfs_format::manifest::{
     CheckError, CheckMode, Difference, EntryKind, Expected, Manifest, ModelDigest, check,
 };
-use fuse_decrypt::{CipherDir, KeySource, OpenOptions};
+use gocryptfs_format::{CipherDir, KeySource, OpenOptions};
 use test_kbs::{Endpoint, KbsConfig, Policy, TestKbs};
 
 const PASSWORD: &str = "pin-s3cret";
@@ -202,7 +202,7 @@ fn added_file_is_refused() {
         // Whoever adds it holds the key (an old mount, a leaked password): it authenticates.
         let dir = open(&cipher);
         let parent = dir.resolve(Path::new("model")).unwrap().cipher_path;
-        fuse_decrypt::writer::Writer::new(&dir)
+        gocryptfs_format::writer::Writer::new(&dir)
             .write_bytes(&parent, "extra.bin".as_ref(), b"backdoor", 0o644)
             .unwrap();
     }
@@ -753,7 +753,7 @@ fn check_api_structure_and_full_modes() {
 /// decrypt pass writes no entry that differs from the accepted manifest.
 #[test]
 fn storage_changed_after_the_check_is_not_written() {
-    use fuse_decrypt::decrypt::{DecryptOptions, decrypt_tree_pinned};
+    use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree_pinned};
     let Some(f) = Fx::new() else { return };
     let (cipher, man) = f.encrypted();
     let manifest = Manifest::parse(&fs::read(&man).unwrap()).unwrap();
@@ -768,7 +768,7 @@ fn storage_changed_after_the_check_is_not_written() {
     fs::rename(&tmp, &b).unwrap();
     let dir = open(&cipher);
     let parent = dir.resolve(Path::new("model")).unwrap().cipher_path;
-    fuse_decrypt::writer::Writer::new(&dir)
+    gocryptfs_format::writer::Writer::new(&dir)
         .write_bytes(&parent, "extra.bin".as_ref(), b"backdoor", 0o644)
         .unwrap();
     let out = f.p("out");
@@ -799,7 +799,7 @@ fn storage_changed_after_the_check_is_not_written() {
     for d in ["model", "tokenizer"] {
         for e in fs::read_dir(out.join(d)).unwrap() {
             let n = e.unwrap().file_name();
-            assert!(!fuse_decrypt::decrypt::is_temp_name(&n), "{n:?} left");
+            assert!(!gocryptfs_format::decrypt::is_temp_name(&n), "{n:?} left");
         }
     }
 }
@@ -908,7 +908,7 @@ fn mount_expect_serves_only_the_accepted_tree() {
     {
         let dir = open(&cipher);
         let parent = dir.resolve(Path::new("model")).unwrap().cipher_path;
-        fuse_decrypt::writer::Writer::new(&dir)
+        gocryptfs_format::writer::Writer::new(&dir)
             .write_bytes(&parent, "late.bin".as_ref(), b"backdoor", 0o644)
             .unwrap();
     }

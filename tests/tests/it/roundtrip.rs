@@ -5,12 +5,14 @@ use std::fs;
 use std::path::Path;
 
 use e2e::tree::{self, TreeOpts};
-use fuse_decrypt::configfile::{Layout, NameLayout};
-use fuse_decrypt::decrypt::{DecryptOptions, decrypt_tree};
-use fuse_decrypt::verify::{VerifyOptions, verify};
-use fuse_decrypt::walk::walk;
-use fuse_decrypt::writer::{InitOptions, encrypt_tree};
-use fuse_decrypt::{Backend, CipherDir, ContentAlgo, FileKind, KeySource, NoProgress, OpenOptions};
+use gocryptfs_format::configfile::{Layout, NameLayout};
+use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree};
+use gocryptfs_format::verify::{VerifyOptions, verify};
+use gocryptfs_format::walk::walk;
+use gocryptfs_format::writer::{InitOptions, encrypt_tree};
+use gocryptfs_format::{
+    Backend, CipherDir, ContentAlgo, FileKind, KeySource, NoProgress, OpenOptions,
+};
 use proptest::prelude::*;
 
 fn layouts() -> impl Strategy<Value = Layout> {
@@ -160,8 +162,8 @@ fn random_access_reads_match_sequential() {
 /// authenticate nothing) must still open, and a wrong key must still be caught by the names.
 #[test]
 fn master_key_check_skips_hole_blocks() {
-    use fuse_decrypt::writer::init_with_key;
-    use fuse_decrypt::{Error, MasterKey};
+    use gocryptfs_format::writer::init_with_key;
+    use gocryptfs_format::{Error, MasterKey};
     let tmp = tempfile::tempdir().unwrap();
     let plain = tmp.path().join("plain");
     fs::create_dir(&plain).unwrap();
@@ -176,7 +178,7 @@ fn master_key_check_skips_hole_blocks() {
         ..InitOptions::default()
     };
     let dir = init_with_key(&cipher, &key, b"pw", &opts).unwrap();
-    fuse_decrypt::writer::encrypt_tree_into(&dir, &plain, &NoProgress).unwrap();
+    gocryptfs_format::writer::encrypt_tree_into(&dir, &plain, &NoProgress).unwrap();
     CipherDir::open(&cipher, KeySource::MasterKey(key), &OpenOptions::default()).unwrap();
     let wrong = KeySource::MasterKey(MasterKey::from_bytes(&[8u8; 32]).unwrap());
     let err = CipherDir::open(&cipher, wrong, &OpenOptions::default()).unwrap_err();

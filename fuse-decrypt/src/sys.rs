@@ -20,7 +20,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mount::{MountFlags, UnmountFlags};
 
-use crate::error::{Error, MountError};
+use crate::{Error, MountError};
 
 /// The FUSE device.
 pub(crate) const DEV_FUSE: &str = "/dev/fuse";

@@ -22,6 +22,7 @@ use crate::configfile::{CONF_NAME, Config, Layout, REVERSE_CONF_NAME};
 use crate::contentenc::{ContentEnc, FileHeader};
 use crate::cryptocore::{Backend, ContentCipher, KeySource, MasterKey};
 use crate::error::{ConfigError, CorruptError, DirIvError, Error, LongNameError, Result};
+use crate::listing::{self, Item};
 use crate::nametransform::{
     self, DIRIV_NAME, DirIv, DiskName, EntryClass, LONGNAME_SUFFIX, MAX_LONGNAME_FILE,
     NameTransform, classify,
@@ -402,102 +403,70 @@ impl CipherDir {
     /// for the whole directory (no name can be decrypted without it).
     pub fn read_dir(&self, dir: &Entry) -> Result<DirListing> {
         let abs = self.abs(&dir.cipher_path);
-        let rd = fs::read_dir(&abs).map_err(|e| Error::io("listing", &abs, e))?;
-        let mut raw: Vec<OsString> = Vec::new();
-        for de in rd {
-            let de = de.map_err(|e| Error::io("listing", &abs, e))?;
-            raw.push(de.file_name());
-        }
-        raw.sort();
-        let is_root = dir.cipher_path.as_os_str().is_empty();
+        let raw = listing::read_names(&abs)?;
         let mut out = DirListing::default();
-        if !self.names.encrypted() {
-            for name in raw {
-                if is_root && name.as_bytes() == CONF_NAME.as_bytes() {
-                    continue;
-                }
-                let cipher_path = dir.cipher_path.join(&name);
-                match self.lstat(&cipher_path) {
-                    Ok(meta) => out
-                        .entries
-                        .push(self.make_entry(dir, name, cipher_path, meta)),
-                    Err(error) => out.problems.push(Problem {
-                        cipher_path,
+        let iv = if self.names.encrypted() {
+            self.dir_iv(&dir.cipher_path)?
+        } else {
+            DirIv::ZERO
+        };
+        for item in listing::classify_listing(&dir.cipher_path, &raw, self.layout.names) {
+            let (name, stored) = match item {
+                Item::Oddity(name, error) => {
+                    out.problems.push(Problem {
+                        cipher_path: dir.cipher_path.join(name),
                         plain_dir: dir.plain_path.clone(),
                         error,
-                        warning: false,
-                    }),
+                        warning: true,
+                    });
+                    continue;
                 }
-            }
-            return Ok(out);
-        }
-        let iv = self.dir_iv(&dir.cipher_path)?;
-        let names: std::collections::HashSet<&OsStr> =
-            raw.iter().map(OsString::as_os_str).collect();
-        for name in &raw {
+                Item::Name(name) => (name, None),
+                Item::LongName(name) => {
+                    match self.read_long_name(&dir.cipher_path.join(name), name) {
+                        Ok(c) => (name, Some(c)),
+                        Err(error) => {
+                            out.problems.push(Problem {
+                                cipher_path: dir.cipher_path.join(name),
+                                plain_dir: dir.plain_path.clone(),
+                                error,
+                                warning: false,
+                            });
+                            continue;
+                        }
+                    }
+                }
+            };
             let cipher_path = dir.cipher_path.join(name);
-            let problem = |error: Error, warning: bool| Problem {
+            let problem = |error: Error| Problem {
                 cipher_path: cipher_path.clone(),
                 plain_dir: dir.plain_path.clone(),
                 error,
-                warning,
+                warning: false,
             };
-            let stored = match classify(name) {
-                EntryClass::Conf if is_root => continue,
-                EntryClass::DirIv if self.names.uses_dir_iv() => continue,
-                EntryClass::RmdirLeftover => {
-                    out.problems.push(problem(
-                        Error::refused(
-                            &cipher_path,
-                            "leftover of an interrupted gocryptfs rmdir; safe to delete",
-                        ),
-                        true,
-                    ));
-                    continue;
-                }
-                EntryClass::LongNameFile => {
-                    let entry = name
-                        .as_bytes()
-                        .strip_suffix(LONGNAME_SUFFIX.as_bytes())
-                        .map(OsStr::from_bytes);
-                    if !entry.is_some_and(|e| names.contains(e)) {
-                        out.problems.push(problem(
-                            Error::corrupt(&cipher_path, LongNameError::Orphan),
-                            true,
-                        ));
-                    }
-                    continue;
-                }
-                EntryClass::LongName => match self.read_long_name(&cipher_path, name) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        out.problems.push(problem(e, false));
-                        continue;
-                    }
-                },
-                _ => name.as_bytes().to_vec(),
-            };
-            let plain = match self.names.decrypt_name(&stored, &iv) {
-                Ok(p) => nametransform::os(p),
-                Err(source) => {
-                    out.problems.push(problem(
-                        Error::corrupt(
+            let plain = if self.names.encrypted() {
+                let stored = stored.as_deref().unwrap_or(name.as_bytes());
+                match self.names.decrypt_name(stored, &iv) {
+                    Ok(p) => nametransform::os(p),
+                    Err(source) => {
+                        out.problems.push(problem(Error::corrupt(
                             &cipher_path,
                             CorruptError::Name {
-                                name: name.clone(),
+                                name: name.to_owned(),
                                 source,
                             },
-                        ),
-                        false,
-                    ));
-                    continue;
+                        )));
+                        continue;
+                    }
                 }
+            } else {
+                name.to_owned()
             };
             match self.lstat(&cipher_path) {
                 Ok(meta) => out
                     .entries
                     .push(self.make_entry(dir, plain, cipher_path, meta)),
-                Err(error) => out.problems.push(problem(error, false)),
+                Err(error) => out.problems.push(problem(error)),
             }
         }
         out.entries.sort_by(|a, b| a.name.cmp(&b.name));

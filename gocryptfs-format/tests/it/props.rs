@@ -5,12 +5,12 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use fuse_decrypt::configfile::NameLayout;
-use fuse_decrypt::contentenc::{ContentEnc, FileHeader, Geometry, SizeCheck};
-use fuse_decrypt::cryptocore::{ContentCipher, TAG_LEN};
-use fuse_decrypt::internal::fuzzing;
-use fuse_decrypt::nametransform::{DirIv, DiskName, NameTransform};
-use fuse_decrypt::{Backend, BlockErrorKind, ContentAlgo, FileId, MasterKey};
+use gocryptfs_format::configfile::NameLayout;
+use gocryptfs_format::contentenc::{ContentEnc, FileHeader, Geometry, SizeCheck};
+use gocryptfs_format::cryptocore::{ContentCipher, TAG_LEN};
+use gocryptfs_format::internal::fuzzing;
+use gocryptfs_format::nametransform::{DirIv, DiskName, NameTransform};
+use gocryptfs_format::{Backend, BlockErrorKind, ContentAlgo, FileId, MasterKey};
 use proptest::prelude::*;
 
 fn valid_name() -> impl Strategy<Value = Vec<u8>> {
@@ -177,8 +177,8 @@ proptest! {
         ], 1..6),
         xchacha in any::<bool>(),
     ) {
-        use fuse_decrypt::configfile::Layout;
-        use fuse_decrypt::writer::{InitOptions, encrypt_tree};
+        use gocryptfs_format::configfile::Layout;
+        use gocryptfs_format::writer::{InitOptions, encrypt_tree};
         let tmp = tempfile::tempdir().unwrap();
         let plain = tmp.path().join("p");
         std::fs::create_dir(&plain).unwrap();
@@ -192,17 +192,17 @@ proptest! {
         };
         let opts = InitOptions { layout, scrypt_log_n: 10, ..InitOptions::default() };
         let cipher = tmp.path().join("c");
-        encrypt_tree(&plain, &cipher, b"pw", &opts, &fuse_decrypt::NoProgress).unwrap();
-        let dir = fuse_decrypt::CipherDir::open(
+        encrypt_tree(&plain, &cipher, b"pw", &opts, &gocryptfs_format::NoProgress).unwrap();
+        let dir = gocryptfs_format::CipherDir::open(
             &cipher,
-            fuse_decrypt::KeySource::password_from_passfile(b"pw").unwrap(),
-            &fuse_decrypt::OpenOptions::default(),
+            gocryptfs_format::KeySource::password_from_passfile(b"pw").unwrap(),
+            &gocryptfs_format::OpenOptions::default(),
         ).unwrap();
         let g = Geometry::new(if xchacha { 24 } else { 16 });
-        let walked = fuse_decrypt::walk::walk(&dir).unwrap();
+        let walked = gocryptfs_format::walk::walk(&dir).unwrap();
         prop_assert!(walked.problems.is_empty());
         let mut seen = 0;
-        for e in walked.entries.iter().filter(|e| e.kind == fuse_decrypt::FileKind::File) {
+        for e in walked.entries.iter().filter(|e| e.kind == gocryptfs_format::FileKind::File) {
             let i: usize = e.plain_path.to_str().unwrap()[1..].parse().unwrap();
             let n = sizes[i];
             let on_disk = std::fs::metadata(cipher.join(&e.cipher_path)).unwrap().len();

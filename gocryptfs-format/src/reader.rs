@@ -14,11 +14,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::contentenc::{ContentEnc, FileHeader, FileId, HEADER_LEN, PLAIN_BS};
+use crate::contentenc::{ContentEnc, FileHeader, FileId, HEADER_LEN, PIECE_BLOCKS, PLAIN_BS};
 use crate::error::{BlockError, BlockErrorKind, CorruptError, Error, HeaderError, Result};
-
-/// Blocks decrypted per `pread` in [`CipherFile::read_at`] (1 MiB of plaintext).
-const READ_PIECE_BLOCKS: u64 = 256;
 
 thread_local! {
     /// Per-thread ciphertext buffer: reads allocate nothing after warm-up.
@@ -167,7 +164,7 @@ impl CipherFile {
             while done < len {
                 let off = offset + done as u64;
                 let first = off / PLAIN_BS;
-                let end = (offset + len as u64).min((first + READ_PIECE_BLOCKS) * PLAIN_BS);
+                let end = (offset + len as u64).min((first + PIECE_BLOCKS) * PLAIN_BS);
                 let last = (end - 1) / PLAIN_BS;
                 let got = self.pread_blocks(first, last - first + 1, &mut ct)?;
                 for (i, chunk) in ct[..got].chunks(cbs).enumerate() {

@@ -20,11 +20,10 @@ use std::sync::mpsc::{self, SendError};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::{CopyTarget, GpuError, LoadOptions, Staging};
-use crate::Progress;
-use crate::contentenc::PLAIN_BS;
-use crate::error::{BlockError, BlockErrorKind, Error, Result};
-use crate::reader::CipherFile;
+use gocryptfs_format::contentenc::PLAIN_BS;
+use gocryptfs_format::{BlockError, BlockErrorKind, CipherFile, Progress};
+
+use crate::{CopyTarget, Error, GpuError, LoadOptions, Result, Staging};
 
 /// What one run produced.
 #[derive(Debug, Default)]
@@ -254,13 +253,14 @@ fn decrypt_chunk<S: Staging>(
             let got = file.read_at(at, p)?;
             if got != p.len() {
                 // The file shrank under us.
-                return Err(Error::from_block(
+                return Err(gocryptfs_format::Error::from_block(
                     file.path(),
                     BlockError {
                         block: (at + got as u64) / PLAIN_BS,
                         kind: BlockErrorKind::TooShort,
                     },
-                ));
+                )
+                .into());
             }
             Ok(if hash {
                 Sha256::digest(&*p).into()

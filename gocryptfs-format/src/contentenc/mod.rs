@@ -24,6 +24,10 @@ pub use offsets::{Geometry, HEADER_LEN, PLAIN_BS, SizeCheck};
 /// The on-disk format version in every file header.
 pub const CURRENT_VERSION: u16 = 2;
 
+/// Blocks per parallel piece (1 MiB of plaintext): the unit of one `pread`, one decrypt or
+/// encrypt run and one `pwrite` in the reader, decrypt, verify and the writer.
+pub const PIECE_BLOCKS: u64 = 256;
+
 /// A file's random 16-byte ID, bound into every block's AAD.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileId(pub [u8; 16]);

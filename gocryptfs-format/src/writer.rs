@@ -23,14 +23,12 @@ use sha2::{Digest, Sha256};
 use crate::Progress;
 use crate::cipherdir::{CipherDir, FileKind};
 use crate::configfile::{Config, Layout, NameLayout, scrypt::DEFAULT_LOG_N};
-use crate::contentenc::{FileHeader, FileId, HEADER_LEN, PLAIN_BS};
+use crate::contentenc::{FileHeader, FileId, HEADER_LEN, PIECE_BLOCKS, PLAIN_BS};
 use crate::cryptocore::{Backend, MasterKey};
 use crate::error::{Error, Result};
 use crate::manifest::{EntryKind, FilePin, Manifest, ManifestEntry, Params};
 use crate::nametransform::{self, DIRIV_NAME, DirIv, DiskName, LONGNAME_SUFFIX};
 
-/// Blocks per piece when encrypting (1 MiB of plaintext per pread/pwrite).
-const PIECE_BLOCKS: u64 = 256;
 /// Longest symlink target the backing filesystem stores.
 const MAX_BACKING_TARGET: usize = 4095;
 

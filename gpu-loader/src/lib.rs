@@ -10,7 +10,11 @@
 //! ordering, overlap and error paths run in CI without a GPU on [`cpu::CpuTarget`] (a
 //! `Vec<u8>` "device" whose copies run on their own threads, with injectable delays,
 //! out-of-order completion and faults). The CUDA implementation, `cuda::CudaTarget`, is
-//! behind the `gpu` feature (cudarc, driver loaded at run time).
+//! behind the `cuda` feature (cudarc, driver loaded at run time).
+//!
+//! The crate sits on the format core (`gocryptfs-format`: [`CipherDir`], [`CipherFile`]) and
+//! owns what only a GPU load needs: the pipeline, its targets, [`GpuError`] and the strict
+//! [`safetensors`] parser.
 //!
 //! ```text
 //!  producer (caller thread)         submitter thread              reaper thread
@@ -22,13 +26,19 @@
 //! Host memory is bounded by `depth × chunk_bytes` whatever the file size. A buffer is
 //! reused only after the copy reading it completed (the ticket owns the buffer until then),
 //! so copies may complete in any order. A block that fails authentication stops the load
-//! with [`Error::Authentication`] naming the file and block; the device buffer is then
+//! with [`gocryptfs_format::Error::Authentication`] naming the file and block; the device buffer is then
 //! freed and nothing is returned.
 
 pub mod cpu;
-#[cfg(feature = "gpu")]
+#[cfg(feature = "cuda")]
 pub mod cuda;
+mod error;
+#[doc(hidden)]
+pub mod internal;
 mod pipeline;
+pub mod safetensors;
+
+pub use error::{Error, ErrorKind, Result};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -36,29 +46,25 @@ use std::time::Instant;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::Progress;
-use crate::cipherdir::{CipherDir, FileKind};
-use crate::contentenc::PLAIN_BS;
-use crate::error::{Error, ErrorKind, Result};
-use crate::reader::CipherFile;
-use crate::safetensors::{self, TensorInfo};
+use gocryptfs_format::contentenc::PLAIN_BS;
+use gocryptfs_format::{CipherDir, CipherFile, FileKind, Progress};
+
+use crate::safetensors::TensorInfo;
 
 /// Why a GPU load could not run or failed. Messages are one line and name the fix.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GpuError {
     /// The binary was built without the `gpu` feature.
-    #[error(
-        "this ccmount was built without GPU support (cargo feature `gpu`); rebuild with it, or use --target cpu to run the pipeline without a GPU"
-    )]
+    #[error("this build has no CUDA support (cargo feature `cuda` of gpu-loader)")]
     NotCompiled,
     /// `libcuda.so` could not be loaded.
     #[error(
-        "no CUDA driver: the NVIDIA driver library (libcuda.so.1) could not be loaded; install the NVIDIA driver (in a container: the NVIDIA container toolkit), or use --target cpu to run the pipeline without a GPU"
+        "no CUDA driver: the NVIDIA driver library (libcuda.so.1) could not be loaded; install the NVIDIA driver (in a container: the NVIDIA container toolkit)"
     )]
     NoDriver,
     /// The driver loaded, but the device cannot be used.
-    #[error("CUDA device {ordinal} is not usable: {reason}; check `nvidia-smi` and --device")]
+    #[error("CUDA device {ordinal} is not usable: {reason}; check the device with `nvidia-smi`")]
     NoDevice {
         /// The requested ordinal.
         ordinal: usize,
@@ -374,7 +380,7 @@ impl<'t, T: CopyTarget> Loader<'t, T> {
     /// Resolves `plain` (a plaintext path relative to the root) in `dir` and loads it.
     ///
     /// # Errors
-    /// As [`Loader::load_file`]; [`Error::Refused`] if `plain` is not a regular file.
+    /// As [`Loader::load_file`]; a refusal if `plain` is not a regular file.
     pub fn load_path(
         &mut self,
         dir: &CipherDir,
@@ -383,10 +389,11 @@ impl<'t, T: CopyTarget> Loader<'t, T> {
     ) -> Result<LoadedFile<T::Device>> {
         let entry = dir.resolve(plain)?;
         if entry.kind != FileKind::File {
-            return Err(Error::refused(
+            return Err(gocryptfs_format::Error::refused(
                 plain,
-                "not a regular file; name files (not directories or symlinks) to load",
-            ));
+                "not a regular file; only regular files (not directories or symlinks) load",
+            )
+            .into());
         }
         let file = dir.open_file(&entry)?;
         self.load_file(&file, progress)
@@ -397,9 +404,8 @@ impl<'t, T: CopyTarget> Loader<'t, T> {
     /// used.
     ///
     /// # Errors
-    /// [`Error::Authentication`] / [`Error::Block`] naming the file and block;
-    /// [`Error::Safetensors`]; [`Error::Gpu`]; [`Error::Io`]. On error the device buffer is
-    /// freed.
+    /// [`Error::Format`] (authentication or block errors naming the file and block, I/O);
+    /// [`Error::Safetensors`]; [`Error::Gpu`]. On error the device buffer is freed.
     pub fn load_file(
         &mut self,
         file: &CipherFile,

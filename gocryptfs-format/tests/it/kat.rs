@@ -5,11 +5,11 @@
 
 use std::ffi::OsStr;
 
-use fuse_decrypt::configfile::{Config, NameLayout, ScryptParams};
-use fuse_decrypt::contentenc::ContentEnc;
-use fuse_decrypt::cryptocore::{ContentCipher, Subkey, derive_subkey};
-use fuse_decrypt::nametransform::{DirIv, DiskName, NameTransform, XATTR_IV, b64_encode};
-use fuse_decrypt::{Backend, ContentAlgo, FileId, MasterKey};
+use gocryptfs_format::configfile::{Config, NameLayout, ScryptParams};
+use gocryptfs_format::contentenc::ContentEnc;
+use gocryptfs_format::cryptocore::{ContentCipher, Subkey, derive_subkey};
+use gocryptfs_format::nametransform::{DirIv, DiskName, NameTransform, XATTR_IV, b64_encode};
+use gocryptfs_format::{Backend, ContentAlgo, FileId, MasterKey};
 
 use crate::{corpus, h, kat};
 

@@ -67,7 +67,7 @@ pub enum ManifestError {
     /// Valid content, but not in canonical form (whitespace, key order, escapes, a
     /// trailing newline missing): re-write it with `ccmount manifest`.
     #[error(
-        "not in canonical form (RFC 8785 JSON plus one newline, as ccmount writes it); regenerate it with `ccmount manifest` instead of editing it"
+        "not in canonical form (RFC 8785 JSON plus one newline); regenerate it from the tree instead of editing it"
     )]
     NotCanonical,
     /// A `sha256:<digest>` pin that is not 64 hex digits.

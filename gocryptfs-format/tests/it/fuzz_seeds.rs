@@ -1,11 +1,11 @@
-//! Replays the fuzz bodies (`fuse_decrypt::internal::fuzzing`) over seeds taken from the
+//! Replays the fuzz bodies (`gocryptfs_format::internal::fuzzing`) over seeds taken from the
 //! corpus, plus every single-byte mutation of the small ones: the fuzz targets' properties
 //! run in CI on stable, without libFuzzer.
 
 use std::fs;
 use std::path::Path;
 
-use fuse_decrypt::internal::fuzzing;
+use gocryptfs_format::internal::fuzzing;
 
 use crate::corpus;
 
@@ -95,7 +95,7 @@ fn manifest_seeds() {
 "#;
     fuzzing::manifest(seed);
     assert!(
-        fuse_decrypt::manifest::Manifest::parse(seed).is_ok(),
+        gocryptfs_format::manifest::Manifest::parse(seed).is_ok(),
         "seed must be valid"
     );
     for m in mutations(seed) {

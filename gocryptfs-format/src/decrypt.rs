@@ -25,15 +25,12 @@ use sha2::{Digest, Sha256};
 
 use crate::Progress;
 use crate::cipherdir::{CipherDir, Entry, FileKind};
-use crate::contentenc::PLAIN_BS;
+use crate::contentenc::{PIECE_BLOCKS, PLAIN_BS};
 use crate::cryptocore::fill_random;
 use crate::error::{CorruptError, Error, ErrorKind, Result};
 use crate::manifest::{EntryKind, Manifest};
 use crate::reader::CipherFile;
 use crate::walk::walk;
-
-/// Blocks per parallel piece (1 MiB of plaintext).
-pub const PIECE_BLOCKS: u64 = 256;
 
 thread_local! {
     /// Per-thread (ciphertext, plaintext) piece buffers.

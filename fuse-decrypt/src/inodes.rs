@@ -12,8 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
-use crate::cipherdir::Entry;
-use crate::reader::CipherFile;
+use gocryptfs_format::{CipherFile, Entry};
 
 /// The FUSE root node ID.
 pub(crate) const ROOT: u64 = 1;
@@ -221,7 +220,7 @@ impl<T> Handles<T> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
-    use crate::cipherdir::FileKind;
+    use gocryptfs_format::FileKind;
     use std::path::PathBuf;
 
     fn entry(path: &std::path::Path) -> Entry {

@@ -28,11 +28,11 @@ use fuser::{
 };
 use tracing::{debug, warn};
 
-use super::inodes::{Handles, Inodes, ROOT};
-use crate::cipherdir::{CipherDir, Entry, FileKind};
-use crate::error::Error;
-use crate::manifest::{EntryKind, VerifiedTree};
-use crate::reader::CipherFile;
+use gocryptfs_format::manifest::{EntryKind, VerifiedTree};
+use gocryptfs_format::{CipherDir, CipherFile, Entry, Error, FileKind};
+
+use crate::errno::errno_of;
+use crate::inodes::{Handles, Inodes, ROOT};
 
 /// Largest read request we ask the kernel for (`max_pages` follows `max_write`).
 pub(crate) const MAX_REQUEST: u32 = 1 << 20;
@@ -105,14 +105,6 @@ fn time(secs: i64, nsecs: i64) -> SystemTime {
     }
 }
 
-/// The errno of a library error (EIO for anything about the content).
-fn errno_of(e: &Error) -> Errno {
-    match e {
-        Error::Io { source, .. } => source.raw_os_error().map_or(Errno::EIO, Errno::from_i32),
-        _ => Errno::EIO,
-    }
-}
-
 impl CcFs {
     /// A file system over `dir`.
     ///
@@ -163,7 +155,7 @@ impl CcFs {
         let key = (path.to_path_buf(), u64::MAX);
         let mut w = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
         if w.len() < MAX_WARNED && w.insert(key) {
-            warn!("{}: refused: {why} (mount --expect)", path.display());
+            warn!("{}: refused: {why} (the mount is pinned)", path.display());
         }
     }
 
@@ -365,7 +357,7 @@ impl Filesystem for CcFs {
                 .contains(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
         {
             warn!(
-                "this kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP (Linux 6.6+): with --direct-io, shared mmap of files fails (ENODEV)"
+                "this kernel lacks FUSE_DIRECT_IO_ALLOW_MMAP (Linux 6.6+): with direct I/O, shared mmap of files fails (ENODEV)"
             );
         }
         // max_pages = max(max_write, max_readahead) / page: 1 MiB read requests.
