@@ -16,6 +16,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
+    /// Write a JSON receipt of what was accepted (verify, decrypt, manifest, mount, load-gpu;
+    /// also accepted after those subcommands).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) receipt: Option<PathBuf>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -53,8 +57,13 @@ pub(crate) struct GlobalArgs {
     /// Log format on stderr: human text, or one JSON object per line (Kubernetes).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+}
+
+/// `--receipt FILE`, on the commands that write one.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct ReceiptArgs {
     /// Write a JSON receipt of what was accepted (model digest, key URI, TEE, versions).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     pub(crate) receipt: Option<PathBuf>,
 }
 
@@ -190,6 +199,8 @@ pub(crate) struct DecryptArgs {
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) expect: ExpectArgs,
+    #[command(flatten)]
+    pub(crate) receipt: ReceiptArgs,
 }
 
 /// `ccmount verify`.
@@ -210,6 +221,8 @@ pub(crate) struct VerifyArgs {
     pub(crate) manifest: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) expect: ExpectArgs,
+    #[command(flatten)]
+    pub(crate) receipt: ReceiptArgs,
 }
 
 /// `ccmount info`.
@@ -232,6 +245,8 @@ pub(crate) struct ManifestArgs {
     /// Where to write the manifest.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: PathBuf,
+    #[command(flatten)]
+    pub(crate) receipt: ReceiptArgs,
 }
 
 /// `ccmount mount`.
@@ -263,6 +278,8 @@ pub(crate) struct MountArgs {
     /// What --expect checks before the mount goes live.
     #[arg(long, value_enum, default_value_t = ExpectMode::Full, requires = "expect")]
     pub(crate) expect_mode: ExpectMode,
+    #[command(flatten)]
+    pub(crate) receipt: ReceiptArgs,
     /// Internal: this process is the background daemon started by `ccmount mount`; its
     /// stdout is the pipe on which it reports "ready" or the error.
     #[arg(long, hide = true, conflicts_with = "foreground")]
@@ -343,6 +360,8 @@ pub(crate) struct LoadGpuArgs {
     /// Skip the check of the device copy (no hashing while decrypting, no read-back).
     #[arg(long)]
     pub(crate) no_verify: bool,
+    #[command(flatten)]
+    pub(crate) receipt: ReceiptArgs,
 }
 
 /// Where and how the GPU loader copies.

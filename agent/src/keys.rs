@@ -17,9 +17,10 @@ use zeroize::Zeroizing;
 
 use attest::ResourceUri;
 
-use crate::cli::{KeyArgs, KeyFormat};
+use crate::cli::KeyFormat;
 use crate::exit::{Exit, coded};
 use crate::kbs;
+use crate::plan::KeyPlan;
 
 /// Largest key or password file we read.
 const MAX_KEY_FILE: u64 = 64 * 1024;
@@ -57,38 +58,38 @@ pub(crate) fn password_from_file(path: &Path) -> Result<KeySource> {
     Ok(key)
 }
 
-/// Resolves the key options. Exactly one is set (clap enforces it) unless `optional`.
-pub(crate) fn load(args: &KeyArgs) -> Result<Option<KeySource>> {
-    if let Some(p) = &args.passfile {
-        return password_from_file(p).map(Some);
+/// Reads the key a plan names: a password or master key file, or a KBS resource fetched
+/// over the process-wide attested session.
+///
+/// # Errors
+/// Unreadable or malformed files, KBS failures, a resource that is not a key.
+pub(crate) fn load(plan: &KeyPlan) -> Result<KeySource> {
+    match plan {
+        KeyPlan::Passfile(p) => password_from_file(p),
+        KeyPlan::MasterkeyFile(p) => {
+            let buf = read_secret(p, "master key file")?;
+            let text = std::str::from_utf8(&buf).map_err(|_| {
+                coded(
+                    Exit::Usage,
+                    format!(
+                        "master key file {}: not text; it must hold 64 hex digits",
+                        p.display()
+                    ),
+                )
+            })?;
+            let key = MasterKey::from_hex(text)
+                .with_context(|| format!("master key file {}", p.display()))?;
+            Ok(KeySource::MasterKey(key))
+        }
+        KeyPlan::Kbs { uri, format } => from_kbs(uri, *format),
     }
-    if let Some(p) = &args.masterkey_file {
-        let buf = read_secret(p, "master key file")?;
-        let text = std::str::from_utf8(&buf).map_err(|_| {
-            coded(
-                Exit::Usage,
-                format!(
-                    "master key file {}: not text; it must hold 64 hex digits",
-                    p.display()
-                ),
-            )
-        })?;
-        let key = MasterKey::from_hex(text)
-            .with_context(|| format!("master key file {}", p.display()))?;
-        return Ok(Some(KeySource::MasterKey(key)));
-    }
-    if let Some(uri) = &args.key {
-        return from_kbs(uri, args.key_format).map(Some);
-    }
-    Ok(None)
 }
 
 /// Fetches `uri` over the process-wide attested session and reads it as `format`.
-fn from_kbs(uri: &str, format: KeyFormat) -> Result<KeySource> {
-    let uri = ResourceUri::parse(uri).with_context(|| format!("--key {uri}"))?;
+fn from_kbs(uri: &ResourceUri, format: KeyFormat) -> Result<KeySource> {
     let secret = kbs::with_shared(|s| {
         let url = s.url().to_owned();
-        s.get_resource(&uri)
+        s.get_resource(uri)
             .with_context(|| format!("fetching the key {uri} from {url}"))
     })?;
     crate::hardening::lock(secret.expose(), "KBS key");
@@ -143,16 +144,6 @@ pub(crate) fn key_from_resource(bytes: &[u8], format: KeyFormat) -> Result<KeySo
             })
         }
     }
-}
-
-/// Like [`load`], but a key is required.
-pub(crate) fn require(args: &KeyArgs) -> Result<KeySource> {
-    load(args)?.ok_or_else(|| {
-        coded(
-            Exit::Usage,
-            "a key is required: --passfile FILE, --masterkey-file FILE or --key kbs:///REPO/TYPE/TAG",
-        )
-    })
 }
 
 #[cfg(test)]

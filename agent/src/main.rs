@@ -14,6 +14,7 @@ use clap::Parser as _;
 mod cli;
 mod cmd;
 mod exit;
+mod fsutil;
 mod hardening;
 mod kbs;
 mod keys;
@@ -21,8 +22,11 @@ mod logging;
 #[cfg(feature = "fuse")]
 mod mountopts;
 mod pin;
+mod plan;
 mod progress;
 mod receipt;
+#[cfg(feature = "fuse")]
+mod serve;
 
 fn main() -> ExitCode {
     // Before anything reads a secret: no core file may ever hold one.
@@ -37,7 +41,10 @@ fn main() -> ExitCode {
             return report(&exit::coded(exit::Exit::Usage, msg), cli::LogFormat::Text);
         }
     };
-    let cli = cli::Cli::parse_from(&argv);
+    let mut cli = cli::Cli::parse_from(&argv);
+    if let Err(e) = plan::place_receipt(cli.receipt.take(), &mut cli.command) {
+        return report(&e, cli.global.log_format);
+    }
     let daemon = matches!(&cli.command, cli::Command::Mount(m) if m.daemon_child);
     logging::init(&cli.global, daemon);
     hardened.log();

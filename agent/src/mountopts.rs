@@ -12,8 +12,6 @@ use std::ffi::{OsStr, OsString};
 
 use fuse_decrypt::MountConfig;
 
-use crate::cli::MountArgs;
-
 /// Subcommand names: argv whose first word is one of these is not the helper form.
 const SUBCOMMANDS: [&str; 13] = [
     "encrypt",
@@ -108,14 +106,18 @@ pub(crate) fn helper_argv(argv: &[OsString]) -> Result<Option<Vec<OsString>>, St
 /// # Errors
 /// An unknown option, a bad value, or a helper-only option (`passfile=`) given to
 /// `ccmount mount -o` instead of its flag.
-pub(crate) fn config(a: &MountArgs) -> Result<MountConfig, String> {
+pub(crate) fn config(
+    options: &[String],
+    threads: Option<usize>,
+    direct_io: bool,
+) -> Result<MountConfig, String> {
     let mut c = MountConfig::default();
-    c.threads = a.threads.unwrap_or(0);
-    if a.threads == Some(0) {
+    c.threads = threads.unwrap_or(0);
+    if threads == Some(0) {
         return Err("--threads must be at least 1".into());
     }
-    c.direct_io = a.direct_io;
-    for group in &a.options {
+    c.direct_io = direct_io;
+    for group in options {
         for opt in group.split(',').filter(|x| !x.is_empty()) {
             apply(&mut c, opt)?;
         }
@@ -267,30 +269,22 @@ mod tests {
         }
     }
 
-    fn args(opts: &[&str]) -> MountArgs {
-        use clap::Parser as _;
-        let mut v = vec!["ccmount", "mount", "c", "m", "--passfile", "p"];
-        for o in opts {
-            v.push("-o");
-            v.push(o);
-        }
-        match crate::cli::Cli::try_parse_from(v).unwrap().command {
-            crate::cli::Command::Mount(m) => m,
-            _ => unreachable!(),
-        }
+    fn opts(groups: &[&str]) -> Result<MountConfig, String> {
+        let groups: Vec<String> = groups.iter().map(|g| (*g).to_owned()).collect();
+        config(&groups, None, false)
     }
 
     #[test]
     fn options_map_to_the_config() {
-        let c = config(&args(&[
+        let c = opts(&[
             "ro,nosuid,nodev,allow_other,fsname=model,noatime",
             "dev,suid,rw,nofail,x-systemd.automount,_netdev,read_ahead_kb=8192",
-        ]))
+        ])
         .unwrap();
         assert!(c.allow_other && c.noatime && !c.noexec && !c.direct_io);
         assert_eq!(c.fsname.as_deref(), Some(OsStr::new("model")));
         assert_eq!(c.read_ahead_kb, Some(8192));
-        let c = config(&args(&["direct_io,nonempty,noexec,subtype=llm"])).unwrap();
+        let c = opts(&["direct_io,nonempty,noexec,subtype=llm"]).unwrap();
         assert!(c.direct_io && c.nonempty && c.noexec);
         assert_eq!(c.subtype, "llm");
     }
@@ -304,7 +298,7 @@ mod tests {
             "read_ahead_kb=x",
             "subtype=a/b",
         ] {
-            assert!(config(&args(&[o])).is_err(), "{o}");
+            assert!(opts(&[o]).is_err(), "{o}");
         }
     }
 }

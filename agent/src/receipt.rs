@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use gocryptfs_format::manifest::ModelDigest;
 use serde_json::{Value, json};
 
@@ -64,7 +64,8 @@ impl Receipt<'_> {
     /// Writes the receipt atomically to `path`.
     pub(crate) fn write(&self, path: &Path) -> Result<()> {
         let v = self.to_json(SystemTime::now());
-        crate::cmd::write_atomic(path, &crate::cmd::json_bytes(&v))
+        crate::fsutil::write_atomic(path, &crate::fsutil::json_bytes(&v), 0o644)
+            .with_context(|| format!("writing the receipt {}", path.display()))
     }
 }
 

@@ -179,7 +179,7 @@ impl MountConfig {
 /// # Errors
 /// [`Error::Mount`] with [`MountError::NoDevice`], [`MountError::MountpointMissing`],
 /// [`MountError::NotADirectory`], [`MountError::AlreadyMounted`], [`MountError::Stale`],
-/// [`MountError::NotEmpty`]; [`Error::Io`].
+/// [`MountError::NotEmpty`]; [`Error::Format`] (I/O).
 pub fn preflight(mountpoint: &Path, nonempty: bool) -> Result<PathBuf, Error> {
     drop(sys::open_dev_fuse()?);
     sys::check_mountpoint(mountpoint, nonempty)

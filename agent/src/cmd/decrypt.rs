@@ -13,22 +13,23 @@ use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree, decrypt_tree_pinne
 use gocryptfs_format::manifest::{CheckMode, Manifest, check};
 use serde_json::json;
 
-use crate::cli::{DecryptArgs, GlobalArgs};
+use crate::cli::GlobalArgs;
 use crate::exit::{Exit, coded};
 use crate::keys;
 use crate::pin;
+use crate::plan::DecryptPlan;
 use crate::progress::{Bar, chatty};
 use crate::receipt::Receipt;
 
 /// Problems printed one per line before the summary error.
 const MAX_PRINTED: usize = 50;
 
-pub(crate) fn run(g: &GlobalArgs, a: DecryptArgs) -> Result<Exit> {
+pub(crate) fn run(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
     let pin = pin::resolve(&a.expect)?;
-    let key = keys::require(&a.key)?;
+    let key = keys::load(&a.key)?;
     let dir = super::open_dir(&a.cipherdir, key)?;
     // Check before writing anything: a refused model leaves OUTDIR untouched.
-    let accepted: Option<Manifest> = if pin.is_some() || g.receipt.is_some() {
+    let accepted: Option<Manifest> = if pin.is_some() || a.receipt.is_some() {
         let bar = Bar::new("check", !g.quiet && !a.json);
         let r = match &pin {
             Some(p) => check(&dir, &p.expected, CheckMode::Full, &bar)
@@ -87,7 +88,10 @@ pub(crate) fn run(g: &GlobalArgs, a: DecryptArgs) -> Result<Exit> {
                 "message": p.error.to_string(),
             })).collect::<Vec<_>>(),
         });
-        print!("{}", String::from_utf8_lossy(&super::json_bytes(&v)));
+        print!(
+            "{}",
+            String::from_utf8_lossy(&crate::fsutil::json_bytes(&v))
+        );
     } else if chatty(g.quiet) && summary.is_ok() {
         eprintln!(
             "decrypted {} files ({} bytes), {} directories, {} symlinks into {}",
@@ -101,13 +105,13 @@ pub(crate) fn run(g: &GlobalArgs, a: DecryptArgs) -> Result<Exit> {
     summary
         .into_result()
         .with_context(|| format!("decrypting {}", a.cipherdir.display()))?;
-    if let (Some(m), Some(path)) = (&accepted, &g.receipt) {
+    if let (Some(m), Some(path)) = (&accepted, &a.receipt) {
         Receipt {
             command: "decrypt",
             cipherdir: &a.cipherdir,
             digest: m.digest(),
             pin: pin.as_ref(),
-            key_resource: a.key.key.as_deref(),
+            key_resource: a.key.resource().as_deref(),
         }
         .write(path)?;
     }

@@ -51,7 +51,6 @@ fn layout(a: &EncryptArgs) -> Result<Layout> {
 }
 
 pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
-    super::refuse_unavailable(g)?;
     let layout = layout(&a)?;
     let log_n = a.scryptn.unwrap_or(16);
     if !(10..=28).contains(&log_n) {
@@ -101,7 +100,8 @@ pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
         );
     }
     if let (Some(out), Some(m)) = (&a.manifest, manifest) {
-        super::write_atomic(out, &m.to_canonical())?;
+        crate::fsutil::write_atomic(out, &m.to_canonical(), 0o644)
+            .with_context(|| format!("writing the manifest {}", out.display()))?;
         if chatty(g.quiet) {
             eprintln!("manifest {}: {}", out.display(), m.digest());
         }

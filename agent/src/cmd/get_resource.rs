@@ -6,8 +6,6 @@
 //! and never over an existing file without `--force`. Checks happen before any network call.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use attest::ResourceUri;
@@ -43,7 +41,7 @@ pub(crate) fn run(global: &GlobalArgs, args: GetResourceArgs) -> Result<Exit> {
     crate::hardening::lock(secret.expose(), "KBS resource");
     match &args.out {
         Some(out) => {
-            write_atomic(out, secret.expose(), mode)
+            crate::fsutil::write_atomic(out, secret.expose(), mode)
                 .with_context(|| format!("writing {}", out.display()))?;
             tracing::info!(resource = %uri, out = %out.display(), bytes = secret.len(), "wrote KBS resource");
         }
@@ -69,40 +67,6 @@ pub(crate) fn parse_mode(s: &str) -> Result<u32> {
         })
 }
 
-/// Writes `bytes` to `path` atomically with permissions `mode`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("--out must name a file"))?;
-    let mut rnd = [0u8; 6];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| {
-        use std::io::Read as _;
-        f.read_exact(&mut rnd)
-    });
-    let suffix: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(format!(".{}.ccmount-{suffix}.tmp", name.to_string_lossy()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -115,22 +79,5 @@ mod tests {
         assert!(parse_mode("0800").is_err());
         assert!(parse_mode("1777").is_err());
         assert!(parse_mode("rw").is_err());
-    }
-
-    #[test]
-    fn atomic_write_sets_mode() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("secret");
-        write_atomic(&p, b"abc", 0o400).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"abc");
-        let m = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(m, 0o400);
-        write_atomic(&p, b"new", 0o640).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"new");
-        assert_eq!(
-            std::fs::read_dir(d.path()).unwrap().count(),
-            1,
-            "no temp file left"
-        );
     }
 }

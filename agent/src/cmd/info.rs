@@ -6,11 +6,10 @@ use gocryptfs_format::Config;
 use gocryptfs_format::configfile::NameLayout;
 use serde_json::json;
 
-use crate::cli::{GlobalArgs, InfoArgs};
+use crate::cli::InfoArgs;
 use crate::exit::Exit;
 
-pub(crate) fn run(g: &GlobalArgs, a: InfoArgs) -> Result<Exit> {
-    super::refuse_unavailable(g)?;
+pub(crate) fn run(a: InfoArgs) -> Result<Exit> {
     let c =
         Config::load(&a.cipherdir).with_context(|| format!("reading {}", a.cipherdir.display()))?;
     let l = c.layout();
@@ -45,7 +44,10 @@ pub(crate) fn run(g: &GlobalArgs, a: InfoArgs) -> Result<Exit> {
                 "key_len": 32,
             },
         });
-        print!("{}", String::from_utf8_lossy(&super::json_bytes(&v)));
+        print!(
+            "{}",
+            String::from_utf8_lossy(&crate::fsutil::json_bytes(&v))
+        );
     } else {
         println!("Creator:           {}", c.creator);
         println!("FeatureFlags:      {}", flags.join(" "));

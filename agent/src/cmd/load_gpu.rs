@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use crate::cli::{BenchH2dArgs, GlobalArgs, GpuArgs, GpuTarget, LoadGpuArgs};
 use crate::exit::{Exit, coded};
 use crate::keys;
+use crate::plan::KeyPlan;
 use crate::progress::{Bar, chatty};
 
 /// One loaded file, as reported.
@@ -52,7 +53,6 @@ fn load_options(g: &GpuArgs, hash: bool) -> Result<LoadOptions> {
 }
 
 pub(crate) fn run(g: &GlobalArgs, a: LoadGpuArgs) -> Result<Exit> {
-    super::refuse_unavailable(g)?;
     let opts = load_options(&a.gpu, !a.no_verify)?;
     match a.gpu.target {
         GpuTarget::Cpu => {
@@ -111,7 +111,7 @@ fn run_on<T: CopyTarget>(
     opts: LoadOptions,
     pinned_refused: Option<&dyn Fn() -> Option<String>>,
 ) -> Result<Exit> {
-    let key = keys::require(&a.key)?;
+    let key = keys::load(&KeyPlan::require(&a.key)?)?;
     let dir = super::open_dir(&a.cipherdir, key)?;
     let files = if a.files.is_empty() {
         let f = default_files(&dir)?;
@@ -161,7 +161,7 @@ fn run_on<T: CopyTarget>(
             failure.as_ref(),
         );
         let mut out = std::io::stdout().lock();
-        out.write_all(&super::json_bytes(&v))?;
+        out.write_all(&crate::fsutil::json_bytes(&v))?;
         out.flush()?;
     } else if failure.is_none() {
         print_human(g, &info, &opts, pinned, refused.as_deref(), &reports)?;

@@ -3,17 +3,18 @@
 //! and its digest (`sha256:<hex>`) printed on stdout. A tree with any error finding gets no
 //! manifest (exit 26): a manifest pins only a clean tree.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use gocryptfs_format::manifest::Manifest;
 
 use crate::cli::{GlobalArgs, ManifestArgs};
 use crate::exit::{Exit, coded};
 use crate::keys;
+use crate::plan::KeyPlan;
 use crate::progress::Bar;
 use crate::receipt::Receipt;
 
 pub(crate) fn run(g: &GlobalArgs, a: ManifestArgs) -> Result<Exit> {
-    let key = keys::require(&a.key)?;
+    let key = keys::load(&KeyPlan::require(&a.key)?)?;
     let dir = super::open_dir(&a.cipherdir, key)?;
     let bar = Bar::new("manifest", !g.quiet);
     let built = Manifest::of_tree(&dir, &bar);
@@ -34,10 +35,11 @@ pub(crate) fn run(g: &GlobalArgs, a: ManifestArgs) -> Result<Exit> {
             ));
         }
     };
-    super::write_atomic(&a.out, &manifest.to_canonical())?;
+    crate::fsutil::write_atomic(&a.out, &manifest.to_canonical(), 0o644)
+        .with_context(|| format!("writing the manifest {}", a.out.display()))?;
     let digest = manifest.digest();
     println!("{digest}");
-    if let Some(path) = &g.receipt {
+    if let Some(path) = &a.receipt.receipt {
         Receipt {
             command: "manifest",
             cipherdir: &a.cipherdir,

@@ -17,7 +17,6 @@ mod umount;
 mod verify;
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -25,6 +24,7 @@ use gocryptfs_format::{CipherDir, KeySource, OpenOptions};
 
 use crate::cli::{Command, GlobalArgs};
 use crate::exit::{Exit, coded};
+use crate::plan::DecryptPlan;
 
 /// Runs one parsed command. `argv` is the command line as parsed (after the mount-helper
 /// rewrite): the background mount daemon is started with it.
@@ -40,14 +40,14 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
         Command::GetResource(args) => return get_resource::run(global, args),
         Command::Attest(args) => return attest::run(global, &args),
         Command::Encrypt(a) => return encrypt::run(global, a),
-        Command::Decrypt(a) => return decrypt::run(global, a),
+        Command::Decrypt(a) => return decrypt::run(global, &DecryptPlan::from_args(a)?),
         Command::Verify(a) => return verify::run(global, a),
-        Command::Info(a) => return info::run(global, a),
+        Command::Info(a) => return info::run(a),
         Command::Manifest(a) => return manifest::run(global, a),
         #[cfg(feature = "fuse")]
-        Command::Mount(a) => return mount::run(global, a, argv),
+        Command::Mount(a) => return mount::run(global, &a, argv),
         #[cfg(feature = "fuse")]
-        Command::Umount(a) => return umount::run(global, a),
+        Command::Umount(a) => return umount::run(a),
         #[cfg(not(feature = "fuse"))]
         Command::Mount(_) => "mount (this build has no `fuse` feature)",
         #[cfg(not(feature = "fuse"))]
@@ -66,53 +66,8 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
     ))
 }
 
-/// Options that parse today but whose feature lands in a later release: refused clearly
-/// when given, ignored when absent. `--receipt` is written by `verify`, `decrypt` and
-/// `manifest` only.
-pub(crate) fn refuse_unavailable(global: &GlobalArgs) -> Result<()> {
-    if global.receipt.is_some() {
-        return Err(coded(
-            Exit::Usage,
-            "--receipt is written by verify, decrypt and manifest; drop the option here",
-        ));
-    }
-    Ok(())
-}
-
 /// Opens a cipher directory with the fastest backend.
 pub(crate) fn open_dir(path: &Path, key: KeySource) -> Result<CipherDir> {
     CipherDir::open(path, key, &OpenOptions::default())
         .with_context(|| format!("opening {}", path.display()))
-}
-
-/// Writes `data` to `path` atomically (temp file in the same directory, fsync, rename).
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.ccmount-tmp", name.to_string_lossy()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    let res = f
-        .write_all(data)
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res.with_context(|| format!("writing {}", path.display()))
-}
-
-/// Pretty JSON with a trailing newline.
-pub(crate) fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
-    out.push(b'\n');
-    out
 }

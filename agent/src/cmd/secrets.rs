@@ -19,12 +19,18 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use attest::{ResourceUri, Secret};
-use clap::Parser as _;
+use clap::ValueEnum as _;
 use serde::Deserialize;
 
-use crate::cli::{Cli, GlobalArgs, SecretsArgs, parse_duration};
+#[cfg(feature = "fuse")]
+use crate::cli::ExpectMode;
+use crate::cli::{ExpectArgs, GlobalArgs, KeyFormat, SecretsArgs, parse_duration};
 use crate::exit::{Exit, coded};
+use crate::fsutil::Staged;
 use crate::kbs;
+#[cfg(feature = "fuse")]
+use crate::plan::MountPlan;
+use crate::plan::{DecryptPlan, KeyPlan, under};
 
 /// Default permission bits of a delivered secret.
 const DEFAULT_MODE: u32 = 0o400;
@@ -95,7 +101,17 @@ pub(crate) struct Target {
 struct Plan {
     targets: Vec<Target>,
     interval: Option<Duration>,
-    model: Option<Vec<String>>,
+    model: Option<ModelPlan>,
+}
+
+/// The `[model]` job, planned exactly as the command it stands for.
+#[derive(Debug)]
+enum ModelPlan {
+    /// `decrypt_to`: `ccmount decrypt CIPHERDIR DIR --force`.
+    Decrypt(DecryptPlan),
+    /// `mount_at`: `ccmount mount CIPHERDIR DIR --foreground`, served by this process.
+    #[cfg(feature = "fuse")]
+    Mount(MountPlan),
 }
 
 /// Runs the command.
@@ -115,10 +131,9 @@ pub(crate) fn run(global: &GlobalArgs, args: &SecretsArgs) -> Result<Exit> {
         Some(Signals::install()?)
     };
     let mount = match &plan.model {
-        Some(argv) => run_model_job(global, argv)?,
+        Some(job) => run_model_job(global, job)?,
         None => None,
     };
-    let mount = ModelMount::watch(mount)?;
     if let Err(e) = deliver(&plan.targets) {
         // Not left serving a model beside secrets that never came.
         return Err(match mount {
@@ -219,8 +234,8 @@ fn load_plan(path: &Path, interval_flag: Option<Duration>, once: bool) -> Result
             "the refresh interval must be at least 1s",
         ));
     }
-    let model = cfg.model.map(|m| model_argv(&m, base)).transpose()?;
-    if once && model.as_ref().is_some_and(|argv| argv[1] == "mount") {
+    let model = cfg.model.map(|m| model_plan(&m, base)).transpose()?;
+    if once && model.as_ref().is_some_and(ModelPlan::stays_up) {
         return Err(coded(
             Exit::Usage,
             format!(
@@ -245,180 +260,160 @@ fn load_plan(path: &Path, interval_flag: Option<Duration>, once: bool) -> Result
     })
 }
 
-/// The `[model]` job as the equivalent command line (parsed by the same clap definitions,
-/// so it gets exactly the checks a typed command gets). It holds no secret: only paths
-/// and resource URIs.
-fn model_argv(m: &ModelJob, base: &Path) -> Result<Vec<String>> {
-    let abs = |p: &Path| {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
-        }
+/// Plans the `[model]` job: the same plan `ccmount decrypt` or `ccmount mount` builds from
+/// its flags, with the same checks. It holds no secret: only paths and resource URIs.
+fn model_plan(m: &ModelJob, base: &Path) -> Result<ModelPlan> {
+    let bad = |msg: String| coded(Exit::Usage, format!("[model] in the config file: {msg}"));
+    let uri = ResourceUri::parse(&m.key).with_context(|| format!("[model] key {}", m.key))?;
+    let format = match &m.key_format {
+        Some(f) => KeyFormat::from_str(f, false)
+            .map_err(|_| bad(format!("key_format {f:?}: use password or masterkey")))?,
+        None => KeyFormat::Password,
     };
-    let s = |p: &Path| abs(p).to_string_lossy().into_owned();
-    // The mount-only settings, each as (config key, the `mount` flags it sets when given).
-    let mount_only: Vec<(&str, Vec<String>)> = [
-        (
-            "options",
-            m.options.as_ref().map(|o| vec!["-o".into(), o.clone()]),
-        ),
-        (
-            "ready_file",
-            m.ready_file
-                .as_deref()
-                .map(|r| vec!["--ready-file".into(), s(r)]),
-        ),
-        (
-            "threads",
-            m.threads.map(|n| vec!["--threads".into(), n.to_string()]),
-        ),
-        (
-            "direct_io",
-            m.direct_io.map(|on| {
-                if on {
-                    vec!["--direct-io".into()]
-                } else {
-                    Vec::new()
-                }
-            }),
-        ),
-        (
-            "expect_mode",
-            m.expect_mode
-                .as_ref()
-                .map(|x| vec!["--expect-mode".into(), x.clone()]),
-        ),
-    ]
-    .into_iter()
-    .filter_map(|(key, flags)| Some((key, flags?)))
-    .collect();
-    let mut argv: Vec<String> = match (&m.decrypt_to, &m.mount_at) {
+    let key = KeyPlan::Kbs { uri, format };
+    let expect = ExpectArgs {
+        expect: m.expect.clone(),
+        expect_signed_by: None,
+    };
+    let cipherdir = under(base, &m.cipherdir);
+    // The mount-only settings, by config key, as given.
+    let mount_only = [
+        ("options", m.options.is_some()),
+        ("ready_file", m.ready_file.is_some()),
+        ("threads", m.threads.is_some()),
+        ("direct_io", m.direct_io.is_some()),
+        ("expect_mode", m.expect_mode.is_some()),
+    ];
+    match (&m.decrypt_to, &m.mount_at) {
         (Some(out), None) => {
-            if let Some((key, _)) = mount_only.first() {
-                return Err(coded(
-                    Exit::Usage,
-                    format!("[model] {key} applies to mount_at only, not to decrypt_to"),
-                ));
+            if let Some((k, _)) = mount_only.iter().find(|(_, given)| *given) {
+                return Err(bad(format!(
+                    "{k} applies to mount_at only, not to decrypt_to"
+                )));
             }
-            ["decrypt", &s(&m.cipherdir), &s(out), "--force"]
-                .map(str::to_owned)
-                .to_vec()
+            Ok(ModelPlan::Decrypt(DecryptPlan {
+                cipherdir,
+                outdir: under(base, out),
+                key,
+                force: true,
+                json: false,
+                expect,
+                receipt: None,
+            }))
         }
-        (None, Some(mnt)) => {
-            let mut v = ["mount", &s(&m.cipherdir), &s(mnt), "--foreground"]
-                .map(str::to_owned)
-                .to_vec();
-            v.extend(mount_only.into_iter().flat_map(|(_, flags)| flags));
-            v
+        (None, Some(mnt)) => mount_plan(m, base, cipherdir, mnt, key, expect),
+        _ => Err(bad(
+            "needs exactly one of decrypt_to = \"DIR\" (write the plaintext model there) and mount_at = \"DIR\" (serve it there read-only)".into(),
+        )),
+    }
+}
+
+#[cfg(feature = "fuse")]
+fn mount_plan(
+    m: &ModelJob,
+    base: &Path,
+    cipherdir: PathBuf,
+    mnt: &Path,
+    key: KeyPlan,
+    expect: ExpectArgs,
+) -> Result<ModelPlan> {
+    let bad = |msg: String| coded(Exit::Usage, format!("[model] in the config file: {msg}"));
+    let options: Vec<String> = m.options.iter().cloned().collect();
+    let config = crate::mountopts::config(&options, m.threads, m.direct_io.unwrap_or(false))
+        .map_err(&bad)?;
+    let expect_mode = match &m.expect_mode {
+        Some(_) if expect.expect.is_none() => {
+            return Err(bad("expect_mode needs expect".into()));
         }
-        _ => {
-            return Err(coded(
-                Exit::Usage,
-                "[model] needs exactly one of decrypt_to = \"DIR\" (write the plaintext model there) and mount_at = \"DIR\" (serve it there read-only)",
-            ));
-        }
+        Some(x) => ExpectMode::from_str(x, false)
+            .map_err(|_| bad(format!("expect_mode {x:?}: use full or structure")))?,
+        None => ExpectMode::Full,
     };
-    argv.insert(0, "ccmount".to_owned());
-    argv.extend(["--key".to_owned(), m.key.clone()]);
-    if let Some(f) = &m.key_format {
-        argv.extend(["--key-format".to_owned(), f.clone()]);
+    Ok(ModelPlan::Mount(MountPlan {
+        cipherdir,
+        mountpoint: under(base, mnt),
+        key,
+        config,
+        ready_file: m.ready_file.as_deref().map(|r| under(base, r)),
+        expect,
+        expect_mode,
+        receipt: None,
+        foreground: true,
+    }))
+}
+
+#[cfg(not(feature = "fuse"))]
+fn mount_plan(
+    _: &ModelJob,
+    _: &Path,
+    _: PathBuf,
+    _: &Path,
+    _: KeyPlan,
+    _: ExpectArgs,
+) -> Result<ModelPlan> {
+    Err(coded(
+        Exit::Usage,
+        "[model] mount_at needs a build with FUSE support (cargo feature `fuse`); use decrypt_to",
+    ))
+}
+
+impl ModelPlan {
+    /// A mount needs the process to stay up.
+    fn stays_up(&self) -> bool {
+        match self {
+            ModelPlan::Decrypt(_) => false,
+            #[cfg(feature = "fuse")]
+            ModelPlan::Mount(_) => true,
+        }
     }
-    if let Some(e) = &m.expect {
-        argv.extend(["--expect".to_owned(), e.clone()]);
-    }
-    Ok(argv)
 }
 
 /// A live `[model] mount_at` mount (only in builds with FUSE).
 #[cfg(feature = "fuse")]
-type Live = super::mount::Live;
+type ModelMount = crate::serve::Watched;
 #[cfg(not(feature = "fuse"))]
-type Live = std::convert::Infallible;
+type ModelMount = NoMount;
 
-/// Runs the `[model]` job: a decrypt runs to its end; a mount is returned live.
-fn run_model_job(global: &GlobalArgs, argv: &[String]) -> Result<Option<Live>> {
-    let cli = Cli::try_parse_from(argv)
-        .map_err(|e| coded(Exit::Usage, format!("[model] in the config file: {e}")))?;
-    tracing::info!(job = %argv[1..3].join(" "), "running the [model] job");
-    #[cfg(feature = "fuse")]
-    if let crate::cli::Command::Mount(a) = &cli.command {
-        return super::mount::start_beside(global, a).map(Some);
-    }
-    let os_argv: Vec<std::ffi::OsString> = argv.iter().map(Into::into).collect();
-    match super::dispatch(global, cli.command, &os_argv)? {
-        Exit::Ok => Ok(None),
-        other => Err(coded(other, "the [model] job failed")),
-    }
-}
-
-/// The model mount served beside the refresh loop: a thread waits for it to go away and
-/// reports on a channel the loop selects on.
-struct ModelMount {
-    #[cfg(feature = "fuse")]
-    unmounter: fuse_decrypt::Unmounter,
-    #[cfg(feature = "fuse")]
-    ready: Option<PathBuf>,
-    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+/// Without FUSE no mount is ever made; the type only keeps the refresh loop one shape.
+#[cfg(not(feature = "fuse"))]
+#[derive(Debug)]
+struct NoMount {
     ended: tokio::sync::oneshot::Receiver<Result<()>>,
 }
 
-impl ModelMount {
-    #[cfg(feature = "fuse")]
-    fn watch(live: Option<Live>) -> Result<Option<Self>> {
-        use std::sync::Arc;
-        use std::sync::atomic::{AtomicBool, Ordering};
-        let Some(live) = live else { return Ok(None) };
-        let stopping = Arc::new(AtomicBool::new(false));
-        let (tx, ended) = tokio::sync::oneshot::channel();
-        let unmounter = live.unmounter();
-        let ready = live.ready_file();
-        let flag = Arc::clone(&stopping);
-        let spawned = std::thread::Builder::new()
-            .name("ccmount-model-mount".into())
-            .spawn(move || {
-                let _ = tx.send(live.wait(|| flag.load(Ordering::SeqCst)));
-            });
-        if let Err(e) = spawned {
-            super::mount::stop(&unmounter, ready.as_deref());
-            return Err(e).context("starting the thread that watches the model mount");
-        }
-        Ok(Some(Self {
-            unmounter,
-            ready,
-            stopping,
-            ended,
-        }))
-    }
-
-    #[cfg(not(feature = "fuse"))]
-    fn watch(live: Option<Live>) -> Result<Option<Self>> {
-        Ok(live.map(|never| match never {}))
-    }
-
-    /// Unmounts (lazily when busy) and waits for the serving loop to end. Called outside
-    /// the signal runtime, so it may block.
+#[cfg(not(feature = "fuse"))]
+impl NoMount {
     fn stop(self) -> Result<()> {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        #[cfg(feature = "fuse")]
-        super::mount::stop(&self.unmounter, self.ready.as_deref());
-        self.ended
-            .blocking_recv()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the model mount's thread ended early")))
+        Ok(())
     }
 
-    /// Stops the mount after `err` ended the run, returning `err` (a stop failure is logged).
     fn stop_after(self, err: anyhow::Error) -> anyhow::Error {
-        if let Err(e) = self.stop() {
-            tracing::error!("unmounting the model: {e:#}");
-        }
         err
     }
 }
 
-/// Fetches every secret (all before writing any, so a failure leaves the previous set
-/// intact), then writes each atomically.
+/// Runs the `[model]` job: a decrypt runs to its end; a mount is returned live and watched.
+fn run_model_job(global: &GlobalArgs, job: &ModelPlan) -> Result<Option<ModelMount>> {
+    match job {
+        ModelPlan::Decrypt(p) => {
+            tracing::info!(job = %format!("decrypt {} {}", p.cipherdir.display(), p.outdir.display()), "running the [model] job");
+            match super::decrypt::run(global, p)? {
+                Exit::Ok => Ok(None),
+                other => Err(coded(other, "the [model] job failed")),
+            }
+        }
+        #[cfg(feature = "fuse")]
+        ModelPlan::Mount(p) => {
+            tracing::info!(job = %format!("mount {} {}", p.cipherdir.display(), p.mountpoint.display()), "running the [model] job");
+            let live = crate::serve::start_beside(global, p)?;
+            crate::serve::Watched::watch(live).map(Some)
+        }
+    }
+}
+
+/// Fetches every secret, stages every file (written and synced under a temporary name),
+/// and only then switches them into place: a failed fetch or write leaves the previous set
+/// whole, and the switch is a run of renames in the same directories.
 pub(crate) fn deliver(targets: &[Target]) -> Result<()> {
     if targets.is_empty() {
         return Ok(());
@@ -433,11 +428,18 @@ pub(crate) fn deliver(targets: &[Target]) -> Result<()> {
             })
             .collect()
     })?;
-    for (t, secret) in targets.iter().zip(&fetched) {
-        let bytes = secret.expose();
-        super::get_resource::write_atomic(&t.path, bytes, t.mode)
-            .with_context(|| format!("writing {} (for {})", t.path.display(), t.uri))?;
-        tracing::info!(resource = %t.uri, path = %t.path.display(), mode = format!("{:o}", t.mode), bytes = bytes.len(), "delivered secret");
+    let staged = targets
+        .iter()
+        .zip(&fetched)
+        .map(|(t, secret)| {
+            Staged::write(&t.path, secret.expose(), t.mode)
+                .with_context(|| format!("writing {} (for {})", t.path.display(), t.uri))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for ((t, secret), file) in targets.iter().zip(&fetched).zip(staged) {
+        file.commit()
+            .with_context(|| format!("replacing {} (for {})", t.path.display(), t.uri))?;
+        tracing::info!(resource = %t.uri, path = %t.path.display(), mode = format!("{:o}", t.mode), bytes = secret.len(), "delivered secret");
     }
     Ok(())
 }
@@ -556,9 +558,16 @@ decrypt_to = "/dev/shm/m"
         assert_eq!(p.targets[1].mode, 0o440);
         assert!(p.targets[1].path.is_absolute());
         assert_eq!(p.interval, Some(Duration::from_secs(120)));
-        let argv = p.model.unwrap();
-        assert_eq!(argv[1], "decrypt");
-        assert!(Cli::try_parse_from(&argv).is_ok());
+        let Some(ModelPlan::Decrypt(d)) = p.model else {
+            panic!("not a decrypt job")
+        };
+        assert_eq!(d.outdir, Path::new("/dev/shm/m"));
+        assert!(d.cipherdir.is_absolute() || d.cipherdir.ends_with("enc"));
+        assert!(d.force);
+        assert_eq!(
+            d.key.resource().as_deref(),
+            Some("kbs:///default/aliyun/model-decryption-key")
+        );
     }
 
     #[test]
@@ -573,6 +582,10 @@ decrypt_to = "/dev/shm/m"
             "[model]\ncipherdir = \"x\"\nkey = \"kbs:///a/b/c\"",
             "[model]\ncipherdir = \"x\"\nkey = \"kbs:///a/b/c\"\ndecrypt_to = \"d\"\nmount_at = \"m\"",
             "[model]\ncipherdir = \"x\"\nkey = \"kbs:///a/b/c\"\ndecrypt_to = \"d\"\nready_file = \"r\"",
+            "[model]\ncipherdir = \"x\"\nkey = \"kbs:///a/b/c\"\nkey_format = \"pem\"\ndecrypt_to = \"d\"",
+            "[model]\ncipherdir = \"x\"\nkey = \"https://a/b/c\"\ndecrypt_to = \"d\"",
+            "[model]\ncipherdir = \"x\"\nkey = \"kbs:///a/b/c\"\nmount_at = \"m\"\nexpect_mode = \"structure\"",
+            "[model]\ncipherdir = \"x\"\nkey = \"kbs:///a/b/c\"\nmount_at = \"m\"\noptions = \"bogus\"",
             "not toml",
         ] {
             let e = plan(bad).unwrap_err();
@@ -583,6 +596,7 @@ decrypt_to = "/dev/shm/m"
         }
     }
 
+    #[cfg(feature = "fuse")]
     #[test]
     fn a_mount_job_is_the_mount_command_and_needs_the_process_to_stay() {
         let text = r#"
@@ -598,17 +612,20 @@ direct_io = true
 expect = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
 expect_mode = "structure"
 "#;
-        let argv = plan(text).unwrap().model.unwrap();
-        assert_eq!(argv[1], "mount");
-        let cli = Cli::try_parse_from(&argv).unwrap();
-        let crate::cli::Command::Mount(a) = cli.command else {
-            panic!("not a mount: {argv:?}")
+        let Some(ModelPlan::Mount(a)) = plan(text).unwrap().model else {
+            panic!("not a mount job")
         };
-        assert!(a.foreground && a.direct_io && !a.daemon_child);
-        assert_eq!(a.threads, Some(4));
-        assert_eq!(a.options, ["allow_other"]);
+        assert!(a.foreground && a.config.direct_io && a.config.allow_other);
+        assert_eq!(a.config.threads, 4);
         assert!(a.ready_file.unwrap().is_absolute());
-        assert_eq!(a.expect_mode, crate::cli::ExpectMode::Structure);
+        assert_eq!(a.expect_mode, ExpectMode::Structure);
+        assert!(matches!(
+            a.key,
+            KeyPlan::Kbs {
+                format: KeyFormat::Masterkey,
+                ..
+            }
+        ));
 
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c.toml");

@@ -7,11 +7,10 @@ use anyhow::Result;
 use fuse_decrypt::{self as fuse, Unmounted};
 use tracing::info;
 
-use crate::cli::{GlobalArgs, UmountArgs};
+use crate::cli::UmountArgs;
 use crate::exit::Exit;
 
-pub(crate) fn run(g: &GlobalArgs, a: UmountArgs) -> Result<Exit> {
-    super::refuse_unavailable(g)?;
+pub(crate) fn run(a: UmountArgs) -> Result<Exit> {
     match fuse::unmount(&a.mountpoint, a.lazy)? {
         Unmounted::Detached => info!(
             "{} detached; it goes away when the last open file is closed",

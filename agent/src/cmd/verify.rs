@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use gocryptfs_format::manifest::{CheckError, Manifest, ModelDigest, check_report};
 use gocryptfs_format::verify::{
     FindingKind, Report, Severity, VerifyOptions, verify, verify_no_key,
@@ -16,12 +16,13 @@ use crate::cli::{GlobalArgs, VerifyArgs};
 use crate::exit::{Exit, coded};
 use crate::keys;
 use crate::pin;
+use crate::plan::KeyPlan;
 use crate::progress::{Bar, chatty};
 use crate::receipt::Receipt;
 
 pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
     if a.no_key {
-        if a.manifest.is_some() || a.expect.expect.is_some() || g.receipt.is_some() {
+        if a.manifest.is_some() || a.expect.expect.is_some() || a.receipt.receipt.is_some() {
             return Err(coded(
                 Exit::Usage,
                 "--manifest, --expect and --receipt need the key (they pin plaintext hashes); drop --no-key",
@@ -34,10 +35,10 @@ pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
         return Ok(exit_for(&report));
     }
     let pin = pin::resolve(&a.expect)?;
-    let key = keys::require(&a.key)?;
+    let key = keys::load(&KeyPlan::require(&a.key)?)?;
     let dir = super::open_dir(&a.cipherdir, key)?;
     let bar = Bar::new("verify", !g.quiet && !a.json);
-    let wants_manifest = a.manifest.is_some() || pin.is_some() || g.receipt.is_some();
+    let wants_manifest = a.manifest.is_some() || pin.is_some() || a.receipt.receipt.is_some();
     let opts = VerifyOptions {
         hash: a.json || wants_manifest,
         ..VerifyOptions::default()
@@ -65,7 +66,8 @@ pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
     let accepted: Option<ModelDigest> = match checked {
         Some(Ok(m)) => {
             if let Some(path) = &a.manifest {
-                super::write_atomic(path, &m.to_canonical())?;
+                crate::fsutil::write_atomic(path, &m.to_canonical(), 0o644)
+                    .with_context(|| format!("writing the manifest {}", path.display()))?;
             }
             Some(m.digest())
         }
@@ -76,7 +78,7 @@ pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
         tracing::error!("no manifest written: the tree has errors");
     }
     let exit = exit_for(&report);
-    if let (Some(digest), Some(path), Exit::Ok) = (accepted, &g.receipt, exit) {
+    if let (Some(digest), Some(path), Exit::Ok) = (accepted, &a.receipt.receipt, exit) {
         Receipt {
             command: "verify",
             cipherdir: &a.cipherdir,
@@ -101,7 +103,7 @@ fn output(
             o.insert("pin".into(), p);
         }
         let mut out = std::io::stdout().lock();
-        out.write_all(&super::json_bytes(&v))?;
+        out.write_all(&crate::fsutil::json_bytes(&v))?;
         out.flush()?;
     } else {
         print_human(report, g.quiet)?;

@@ -2,6 +2,10 @@
 //! SNP ioctl reply parsers (so that SNP builds without TDX and the other way round).
 
 /// The `u16` at byte `at`, or `None` if `b` is too short.
+#[cfg_attr(
+    not(feature = "tdx"),
+    allow(dead_code, reason = "the TDX quote reads it")
+)]
 pub(crate) fn le_u16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes(
         b.get(at..at.checked_add(2)?)?.try_into().ok()?,
@@ -9,6 +13,10 @@ pub(crate) fn le_u16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// The `u32` at byte `at`, or `None` if `b` is too short.
+#[cfg_attr(
+    not(any(feature = "tdx", feature = "snp")),
+    allow(dead_code, reason = "the TDX and SNP parsers read it")
+)]
 pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(
         b.get(at..at.checked_add(4)?)?.try_into().ok()?,

@@ -8,9 +8,10 @@
 //! FUSE mount, in parallel. JSON shape: `docs/schemas/verify-report.schema.json`
 //! (`ccmount.verify-report/v1`); keep the two in sync.
 //!
-//! This module holds the report; the two checkers are [`keyed`] (every block with the key)
-//! and [`nokey`] (structure only). Both list directories through the one shared classifier
-//! (`crate::listing`) that [`CipherDir::read_dir`](crate::CipherDir::read_dir) uses too.
+//! This module holds the report; the two checkers are `keyed` ([`verify()`], every block
+//! with the key) and `nokey` ([`verify_no_key`], structure only). Both list directories
+//! through the one shared classifier (`crate::listing`) that
+//! [`CipherDir::read_dir`](crate::CipherDir::read_dir) uses too.
 
 mod keyed;
 mod nokey;
