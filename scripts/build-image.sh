@@ -33,8 +33,9 @@ say() { printf 'build-image: %s\n' "$*" >&2; }
 target_dir=${CARGO_TARGET_DIR:-target}
 bin=$target_dir/release/ccmount
 if ((cargo_build)); then
-  say "cargo build --release -p ccmount"
-  cargo build --release -p ccmount --locked --quiet
+  # The production feature set: no `demo` (it links the test KBS).
+  say "cargo build --release -p ccmount --no-default-features --features production"
+  cargo build --release -p ccmount --locked --quiet --no-default-features --features production
 fi
 [ -x "$bin" ] || { say "no release binary at $bin (run without --no-cargo)"; exit 1; }
 

@@ -65,8 +65,8 @@ setup_venv() {
 }
 
 build_binary() {
-  say "cargo build --release -p ccmount"
-  cargo build --release -p ccmount --locked --quiet
+  say "cargo build --release -p ccmount --no-default-features --features production"
+  cargo build --release -p ccmount --locked --quiet --no-default-features --features production
   say "$("$bin" --version) at $bin"
 }
 

@@ -111,6 +111,13 @@ host=$("$host_bin" --version 2>/dev/null || true)
 say "ok: ccmount --version in the image ($mode): $out"
 in_image /usr/local/bin/ccmount --help | grep -q 'verify' || fail "ccmount --help lacks verify"
 say "ok: ccmount --help in the image lists the commands"
+# The image is the production build: no embedded test KBS (`demo` links tests/kbs).
+set +e
+in_image /usr/local/bin/ccmount demo >/dev/null 2>&1
+rd=$?
+set -e
+((rd == 2)) || fail "ccmount demo in the image exited $rd, want 2 (the demo feature must not be built in)"
+say "ok: the image's ccmount has no demo (no test code)"
 
 in_image /usr/local/bin/ccmount-ready /etc/passwd || fail "ccmount-ready /etc/passwd should pass"
 set +e

@@ -12,7 +12,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use gocryptfs_format::{KeySource, MasterKey};
+use gocryptfs_format::{CipherDir, KeySource, MasterKey, OpenOptions};
 use zeroize::Zeroizing;
 
 use attest::ResourceUri;
@@ -56,6 +56,15 @@ pub(crate) fn password_from_file(path: &Path) -> Result<KeySource> {
         crate::hardening::lock(pw, "password");
     }
     Ok(key)
+}
+
+/// Opens a cipher directory with `key` and the fastest backend.
+///
+/// # Errors
+/// The format core's errors (missing or refused config, wrong key, I/O).
+pub(crate) fn open_dir(path: &Path, key: KeySource) -> Result<CipherDir> {
+    CipherDir::open(path, key, &OpenOptions::default())
+        .with_context(|| format!("opening {}", path.display()))
 }
 
 /// Reads the key a plan names: a password or master key file, or a KBS resource fetched

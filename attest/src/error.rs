@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use crate::evidence::EvidenceError;
 use crate::jwe::JweError;
-use crate::kbs::transport::TransportError;
 use crate::resource_uri::{ResourceUri, UriError};
 use crate::token::TokenError;
+use crate::transport::TransportError;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = core::result::Result<T, E>;

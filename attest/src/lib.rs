@@ -37,15 +37,16 @@ pub mod resource_uri;
 mod sanitize;
 pub mod secret;
 pub mod token;
+pub mod transport;
 
 pub use error::{Error, PROTOCOL_VERSION, ProtocolError, Result, Step};
 pub use evidence::{Attester, EvidenceError, Platform, Tee, TeeChoice};
 pub use jwe::{JweError, KeyAlgorithm};
 pub use kbs::client::{AttestationInfo, KbsClient, KbsClientBuilder, RetryPolicy, Stats};
-pub use kbs::transport::{HttpTransport, Transport, TransportError, TransportErrorKind};
 pub use resource_uri::{ResourceUri, UriError};
 pub use secret::Secret;
 pub use token::{TokenClaims, TokenError};
+pub use transport::{HttpTransport, Transport, TransportError, TransportErrorKind};
 
 /// Entry points for fuzzing and property tests. Not a stable API.
 #[doc(hidden)]

@@ -41,7 +41,9 @@ need_tools() {
 # Builds the release ccmount and ccmount-bench binaries the suites run.
 build_release() {
   echo "# building release" >&2
-  cargo build --release --locked -q -p ccmount -p e2e --bin ccmount --bin ccmount-bench
+  # ccmount as users install it (the production feature set, no `demo`).
+  cargo build --release --locked -q -p ccmount -p e2e --bin ccmount --bin ccmount-bench \
+    --no-default-features --features ccmount/production
 }
 
 # Makes DIR afresh: a gocryptfs 2.3 tree (default -init, password file DIR/pass) in

@@ -16,11 +16,8 @@ mod secrets;
 mod umount;
 mod verify;
 
+use anyhow::Result;
 use std::ffi::OsString;
-use std::path::Path;
-
-use anyhow::{Context, Result};
-use gocryptfs_format::{CipherDir, KeySource, OpenOptions};
 
 use crate::cli::{Command, GlobalArgs};
 use crate::exit::{Exit, coded};
@@ -64,10 +61,4 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
         Exit::Usage,
         format!("`ccmount {name}` is not available in this build yet"),
     ))
-}
-
-/// Opens a cipher directory with the fastest backend.
-pub(crate) fn open_dir(path: &Path, key: KeySource) -> Result<CipherDir> {
-    CipherDir::open(path, key, &OpenOptions::default())
-        .with_context(|| format!("opening {}", path.display()))
 }

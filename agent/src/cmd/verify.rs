@@ -36,7 +36,7 @@ pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
     }
     let pin = pin::resolve(&a.expect)?;
     let key = keys::load(&KeyPlan::require(&a.key)?)?;
-    let dir = super::open_dir(&a.cipherdir, key)?;
+    let dir = keys::open_dir(&a.cipherdir, key)?;
     let bar = Bar::new("verify", !g.quiet && !a.json);
     let wants_manifest = a.manifest.is_some() || pin.is_some() || a.receipt.receipt.is_some();
     let opts = VerifyOptions {

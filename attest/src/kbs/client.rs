@@ -34,9 +34,6 @@ use kbs_types::{
 };
 use serde::Deserialize;
 
-use super::transport::{
-    HttpConfig, HttpRequest, HttpResponse, HttpTransport, Method, Transport, TransportErrorKind,
-};
 use crate::binding::{self, HashAlgorithm};
 use crate::error::{Error, PROTOCOL_VERSION, ProtocolError, Result, Step, sanitize_detail};
 use crate::evidence::{Attester, Tee};
@@ -44,6 +41,9 @@ use crate::jwe::{self, KeyAlgorithm, TeeKeyPair};
 use crate::resource_uri::ResourceUri;
 use crate::secret::Secret;
 use crate::token::{Token, TokenClaims};
+use crate::transport::{
+    HttpConfig, HttpRequest, HttpResponse, HttpTransport, Method, Transport, TransportErrorKind,
+};
 
 /// Name of Trustee's session cookie.
 pub const SESSION_COOKIE: &str = "kbs-session-id";
@@ -771,8 +771,8 @@ mod tests {
     use super::*;
     use crate::evidence::sample::SampleAttester;
     use crate::jwe::testing::{Knobs, encrypt};
-    use crate::kbs::transport::TransportError;
     use crate::token::test_jwt;
+    use crate::transport::TransportError;
 
     /// (path, JSON body, headers) of one request.
     type Logged = (String, Option<serde_json::Value>, Vec<(String, String)>);

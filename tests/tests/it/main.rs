@@ -23,6 +23,7 @@ mod hostile;
 mod hygiene;
 mod interop;
 mod kbs_key;
+mod layering;
 mod mount;
 mod pinning;
 mod roundtrip;

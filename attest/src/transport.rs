@@ -1,7 +1,7 @@
 //! The HTTP boundary: a small [`Transport`] trait and its reqwest/rustls implementation.
 //!
 //! Mirrors `../shared/design/style-anchors.md` §7.3 ("close to sans-IO": the protocol core in
-//! [`super::client`] talks only to this trait, so tests can plug an in-process fake) and
+//! [`crate::kbs::client`] talks only to this trait, so tests can plug an in-process fake) and
 //! `../shared/specs/kbs-protocol.md` §5.3 (what the reference client's HTTP layer does). The
 //! reqwest transport: rustls with the platform roots plus an optional extra CA (`--kbs-cert`),
 //! no redirects (a redirect could carry the bearer token elsewhere), one timeout per request
