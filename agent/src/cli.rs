@@ -44,8 +44,9 @@ pub(crate) struct GlobalArgs {
     /// Total deadline for KBS operations, e.g. 30s, 2m.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) timeout: Option<Duration>,
-    /// Allow a plain-HTTP KBS URL (tests only: the key would cross the network in a JWE,
-    /// but the token and the resource path would not be protected).
+    /// Allow a plain-HTTP KBS URL (local test KBS only). A man in the middle can then read
+    /// the token and resource paths, and forge every resource the KBS returns, including
+    /// kbs:/// pins (--expect) and keys: nothing the KBS sends is authenticated.
     #[arg(long, global = true)]
     pub(crate) insecure_http: bool,
     /// More logging (-v debug, -vv trace). Secrets are never logged at any level.
@@ -57,6 +58,27 @@ pub(crate) struct GlobalArgs {
     /// Log format on stderr: human text, or one JSON object per line (Kubernetes).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
+    /// Accept a tree whose names and symlink targets are stored in plaintext
+    /// (PlaintextNames): the storage host can then choose them. Refused by default.
+    #[arg(long, global = true, help_heading = "Policy (opt-ins)")]
+    pub(crate) allow_plaintextnames: bool,
+    /// Accept symlinks whose target is absolute or climbs above the tree's root (decrypt
+    /// writes them, the mount serves them). Refused by default.
+    #[arg(long, global = true, help_heading = "Policy (opt-ins)")]
+    pub(crate) allow_outside_symlinks: bool,
+    /// Keep setuid/setgid/sticky and group/other-write bits from the tree (masked off by
+    /// default in decrypted files and in the mount).
+    #[arg(long, global = true, help_heading = "Policy (opt-ins)")]
+    pub(crate) preserve_modes: bool,
+    /// Most memory scrypt may use for gocryptfs.conf's cost (default 512MiB, 8x gocryptfs'
+    /// default); a costlier config is refused before anything is allocated.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SIZE",
+        help_heading = "Policy (opt-ins)"
+    )]
+    pub(crate) max_scrypt_memory: Option<String>,
 }
 
 /// `--receipt FILE`, on the commands that write one.

@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use attest::ResourceUri;
 
-use crate::cli::KeyFormat;
+use crate::cli::{GlobalArgs, KeyFormat};
 use crate::exit::{Exit, coded};
 use crate::kbs;
 use crate::plan::KeyPlan;
@@ -58,13 +58,16 @@ pub(crate) fn password_from_file(path: &Path) -> Result<KeySource> {
     Ok(key)
 }
 
-/// Opens a cipher directory with `key` and the fastest backend.
+/// Opens a cipher directory with `key`, the fastest backend and the run's policy.
 ///
 /// # Errors
 /// The format core's errors (missing or refused config, wrong key, I/O).
-pub(crate) fn open_dir(path: &Path, key: KeySource) -> Result<CipherDir> {
-    CipherDir::open(path, key, &OpenOptions::default())
-        .with_context(|| format!("opening {}", path.display()))
+pub(crate) fn open_dir(g: &GlobalArgs, path: &Path, key: KeySource) -> Result<CipherDir> {
+    let opts = OpenOptions {
+        policy: crate::policy::current(g)?,
+        ..OpenOptions::default()
+    };
+    CipherDir::open(path, key, &opts).with_context(|| format!("opening {}", path.display()))
 }
 
 /// Reads the key a plan names: a password or master key file, or a KBS resource fetched

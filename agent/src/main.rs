@@ -23,6 +23,7 @@ mod logging;
 mod mountopts;
 mod pin;
 mod plan;
+mod policy;
 mod progress;
 mod receipt;
 #[cfg(feature = "fuse")]

@@ -124,7 +124,7 @@ fn start(g: &GlobalArgs, a: &MountPlan, stage: &Mutex<Stage>) -> Result<Live> {
     // The pin (a kbs:/// one on the same attested session as the key) is resolved first.
     let pin = pin::resolve(&a.expect)?;
     let key = keys::load(&a.key)?;
-    let dir = Arc::new(keys::open_dir(&cipherdir, key)?);
+    let dir = Arc::new(keys::open_dir(g, &cipherdir, key)?);
     lock_memory();
 
     // `--expect`: the whole tree is checked before the mount goes live; afterwards only

@@ -89,6 +89,7 @@ fn encrypt_then_decrypt_restores_the_tree_with_modes_and_times() {
     let (plain, cipher) = f.encrypted(&[]);
     let out = f.p("out");
     let o = ccmount(&[
+        &"--allow-outside-symlinks",
         &"decrypt",
         &cipher,
         &out,
@@ -127,7 +128,15 @@ fn every_encrypt_option_round_trips() {
         let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(info["scrypt"]["log2_n"], 10);
         let out = f.p("out");
-        let o = ccmount(&[&"decrypt", &cipher, &out, &"--passfile", &f.pass()]);
+        let o = ccmount(&[
+            &"--allow-outside-symlinks",
+            &"--allow-plaintextnames",
+            &"decrypt",
+            &cipher,
+            &out,
+            &"--passfile",
+            &f.pass(),
+        ]);
         assert_eq!(code(&o), 0, "{extra:?}: {}", stderr(&o));
         assert!(tree::diff(&tree::snapshot(&out), &tree::snapshot(&plain), true, true).is_empty());
     }
@@ -176,11 +185,19 @@ fn decrypt_refuses_a_non_empty_outdir_without_force() {
     let out = f.p("out");
     fs::create_dir(&out).unwrap();
     fs::write(out.join("big.bin"), "old").unwrap();
-    let o = ccmount(&[&"decrypt", &cipher, &out, &"--passfile", &f.pass()]);
+    let o = ccmount(&[
+        &"--allow-outside-symlinks",
+        &"decrypt",
+        &cipher,
+        &out,
+        &"--passfile",
+        &f.pass(),
+    ]);
     assert_eq!(code(&o), 5, "{}", stderr(&o));
     assert!(stderr(&o).contains("--force"));
     assert_eq!(fs::read(out.join("big.bin")).unwrap(), b"old");
     let o = ccmount(&[
+        &"--allow-outside-symlinks",
         &"decrypt",
         &cipher,
         &out,
@@ -225,7 +242,13 @@ fn wrong_password_and_wrong_master_key_exit_12() {
     let tmp = tempfile::tempdir().unwrap();
     let root = corpus::materialize("default", tmp.path());
     fs::write(tmp.path().join("bad"), "nope\n").unwrap();
-    let o = ccmount(&[&"verify", &root, &"--passfile", &tmp.path().join("bad")]);
+    let o = ccmount(&[
+        &"--allow-outside-symlinks",
+        &"verify",
+        &root,
+        &"--passfile",
+        &tmp.path().join("bad"),
+    ]);
     assert_eq!(code(&o), 12, "{}", stderr(&o));
     assert!(!stderr(&o).contains("nope"));
     fs::write(
@@ -234,6 +257,7 @@ fn wrong_password_and_wrong_master_key_exit_12() {
     )
     .unwrap();
     let o = ccmount(&[
+        &"--allow-outside-symlinks",
         &"verify",
         &root,
         &"--masterkey-file",
@@ -249,6 +273,7 @@ fn wrong_password_and_wrong_master_key_exit_12() {
     )
     .unwrap();
     let o = ccmount(&[
+        &"--allow-outside-symlinks",
         &"verify",
         &root,
         &"--masterkey-file",
@@ -352,6 +377,7 @@ fn verify_manifest_and_no_key() {
     let root = corpus::materialize("default", tmp.path());
     let man = tmp.path().join("manifest.json");
     let o = ccmount(&[
+        &"--allow-outside-symlinks",
         &"verify",
         &root,
         &"--passfile",
@@ -383,13 +409,26 @@ fn verify_manifest_and_no_key() {
             .iter()
             .any(|f| f["path_b64"] == "bm9udXRmOC3//i5iaW4=")
     );
-    let o = ccmount(&[&"verify", &root, &"--no-key"]);
+    let o = ccmount(&[&"--allow-outside-symlinks", &"verify", &root, &"--no-key"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let o = ccmount(&[&"verify", &root, &"--no-key", &"--json"]);
+    let o = ccmount(&[
+        &"--allow-outside-symlinks",
+        &"verify",
+        &root,
+        &"--no-key",
+        &"--json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     check_against_schema(&v);
     assert_eq!(v["mode"], "no-key");
-    let o = ccmount(&[&"verify", &root, &"--no-key", &"--manifest", &man]);
+    let o = ccmount(&[
+        &"--allow-outside-symlinks",
+        &"verify",
+        &root,
+        &"--no-key",
+        &"--manifest",
+        &man,
+    ]);
     assert_eq!(code(&o), 2);
 }
 

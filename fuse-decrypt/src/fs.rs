@@ -129,6 +129,21 @@ impl CcFs {
         self
     }
 
+    /// Whether `e` may be served at all: under the pin, and (for a symlink) with a target
+    /// the policy allows. A refused symlink is hidden (not found), logged once.
+    fn servable(&self, e: &Entry) -> bool {
+        if !self.pinned_ok(e) {
+            return false;
+        }
+        if e.kind == FileKind::Symlink
+            && let Err(err) = self.dir.read_link(e)
+        {
+            self.report("symlink hidden", &err);
+            return false;
+        }
+        true
+    }
+
     /// Whether `e` may be served under the pin (always without one). Logs a refusal.
     fn pinned_ok(&self, e: &Entry) -> bool {
         let Some(pin) = &self.pin else { return true };
@@ -210,7 +225,8 @@ impl CcFs {
             ctime: time(m.ctime(), m.ctime_nsec()),
             crtime: mtime,
             kind: file_type(e),
-            perm: (m.mode() & 0o7777) as u16,
+            // No setuid/setgid/sticky, no group/other write unless the user opted in.
+            perm: (self.dir.policy().mode(m.mode())) as u16,
             nlink: u32::try_from(m.nlink()).unwrap_or(u32::MAX),
             uid: m.uid(),
             gid: m.gid(),
@@ -305,7 +321,7 @@ impl CcFs {
             });
         }
         for e in listing.entries {
-            if !self.pinned_ok(&e) {
+            if !self.servable(&e) {
                 continue;
             }
             let id = self.inodes.id_for(&e);
@@ -390,7 +406,7 @@ impl Filesystem for CcFs {
             return reply.error(Errno::ENOTDIR);
         }
         match self.dir.lookup(&p, name) {
-            Ok(Some(e)) if !self.pinned_ok(&e) => {
+            Ok(Some(e)) if !self.servable(&e) => {
                 reply.entry(&self.opts.ttl, &self.negative(), Generation(0));
             }
             Ok(Some(e)) => {
@@ -712,7 +728,7 @@ impl Filesystem for CcFs {
         if mask.contains(AccessFlags::W_OK) {
             return reply.error(Errno::EROFS);
         }
-        let mode = e.meta.mode();
+        let mode = self.dir.policy().mode(e.meta.mode());
         let need = (if mask.contains(AccessFlags::R_OK) {
             4
         } else {

@@ -14,7 +14,6 @@ use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -27,7 +26,9 @@ use crate::nametransform::{
     self, DIRIV_NAME, DirIv, DiskName, EntryClass, LONGNAME_SUFFIX, MAX_LONGNAME_FILE,
     NameTransform, classify,
 };
+use crate::policy::Policy;
 use crate::reader::CipherFile;
+use crate::safeio::{self, OpenFail};
 
 /// Most directory IVs kept in the cache before it is cleared.
 const DIRIV_CACHE_MAX: usize = 16_384;
@@ -47,6 +48,8 @@ pub struct OpenOptions {
     /// With a master key, check it against a few file blocks (or names) before returning,
     /// so that a wrong key fails fast as [`Error::WrongMasterKey`].
     pub check_master_key: bool,
+    /// What the storage host may not choose (layouts, scrypt cost, symlinks, modes).
+    pub policy: Policy,
 }
 
 impl Default for OpenOptions {
@@ -55,6 +58,7 @@ impl Default for OpenOptions {
             backend: Backend::preferred(),
             layout_without_config: Layout::default(),
             check_master_key: true,
+            policy: Policy::default(),
         }
     }
 }
@@ -144,6 +148,7 @@ pub struct CipherDir {
     content: Arc<ContentEnc>,
     names: NameTransform,
     diriv_cache: RwLock<HashMap<PathBuf, DirIv>>,
+    policy: Policy,
 }
 
 impl CipherDir {
@@ -159,16 +164,29 @@ impl CipherDir {
     pub fn open(root: &Path, key: KeySource, opts: &OpenOptions) -> Result<Self> {
         check_root(root)?;
         let key_unchecked = matches!(key, KeySource::MasterKey(_));
+        let conf_err = |source| Error::Config {
+            path: root.join(CONF_NAME),
+            source,
+        };
         let (config, master) = match key {
             KeySource::Password(pw) => {
                 let config = Config::load(root)?;
+                check_layout(&config, &opts.policy).map_err(conf_err)?;
+                // Before scrypt allocates anything: the cost is the host's to choose.
+                config
+                    .scrypt
+                    .check_cost(opts.policy.max_scrypt_memory)
+                    .map_err(conf_err)?;
                 let master = config.unlock(&pw).map_err(|()| Error::WrongPassword {
                     path: root.join(CONF_NAME),
                 })?;
                 (Some(config), master)
             }
             KeySource::MasterKey(mk) => match Config::load(root) {
-                Ok(c) => (Some(c), mk),
+                Ok(c) => {
+                    check_layout(&c, &opts.policy).map_err(conf_err)?;
+                    (Some(c), mk)
+                }
                 Err(Error::Config {
                     source: ConfigError::Missing,
                     ..
@@ -179,7 +197,8 @@ impl CipherDir {
         let layout = config
             .as_ref()
             .map_or(opts.layout_without_config, Config::layout);
-        let dir = Self::from_parts(root, config, layout, &master, opts.backend)?;
+        let mut dir = Self::from_parts(root, config, layout, &master, opts.backend)?;
+        dir.policy = opts.policy;
         if opts.check_master_key && key_unchecked {
             dir.check_key()?;
         }
@@ -210,6 +229,7 @@ impl CipherDir {
             content: Arc::new(ContentEnc::new(cipher)),
             names: NameTransform::new(layout.names, master, layout.hkdf),
             diriv_cache: RwLock::new(HashMap::new()),
+            policy: Policy::default(),
         })
     }
 
@@ -223,6 +243,12 @@ impl CipherDir {
     #[must_use]
     pub fn config(&self) -> Option<&Config> {
         self.config.as_ref()
+    }
+
+    /// The policy this directory was opened with.
+    #[must_use]
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// The layout in use.
@@ -510,11 +536,24 @@ impl CipherDir {
         Ok(stored)
     }
 
-    /// Decrypts a symlink's target.
+    /// Decrypts a symlink's target. A target that is absolute or climbs above the root is
+    /// refused unless the policy allows it ([`Policy::allow_outside_symlinks`]).
     ///
     /// # Errors
-    /// [`Error::Corrupt`] with [`CorruptError::Symlink`], [`Error::Io`].
+    /// [`Error::Corrupt`] with [`CorruptError::Symlink`] or
+    /// [`CorruptError::SymlinkOutside`] (naming the link's plaintext path), [`Error::Io`].
     pub fn read_link(&self, entry: &Entry) -> Result<OsString> {
+        let target = self.decrypt_link(entry)?;
+        if !self.policy.symlink_allowed(&entry.plain_path, &target) {
+            return Err(Error::corrupt(
+                &entry.plain_path,
+                CorruptError::SymlinkOutside,
+            ));
+        }
+        Ok(target)
+    }
+
+    fn decrypt_link(&self, entry: &Entry) -> Result<OsString> {
         let abs = self.abs(&entry.cipher_path);
         let raw = fs::read_link(&abs).map_err(|e| Error::io("reading link", &abs, e))?;
         if !self.names.encrypted() {
@@ -709,7 +748,7 @@ impl CipherDir {
 
     fn first_block_check(&self, cipher_path: &Path) -> Option<bool> {
         let geo = self.content.geometry();
-        let mut f = fs::File::open(self.abs(cipher_path)).ok()?;
+        let mut f = safeio::open_regular(&self.abs(cipher_path)).ok()?;
         let mut buf = vec![0u8; 18 + geo.cipher_bs() as usize];
         let mut n = 0;
         while n < buf.len() {
@@ -735,6 +774,19 @@ impl CipherDir {
     }
 }
 
+/// Refuses layouts weaker than what ccmount writes unless the policy opts in: plaintext
+/// names put names and symlink targets outside the key (the host can choose them).
+fn check_layout(config: &Config, policy: &Policy) -> std::result::Result<(), ConfigError> {
+    if matches!(
+        config.layout().names,
+        crate::configfile::NameLayout::Plaintext
+    ) && !policy.allow_plaintext_names
+    {
+        return Err(ConfigError::PlaintextNames);
+    }
+    Ok(())
+}
+
 /// Fails early with a clear message when `root` is not a cipher directory at all.
 fn check_root(root: &Path) -> Result<()> {
     let meta = fs::metadata(root).map_err(|e| Error::io("opening cipher directory", root, e))?;
@@ -755,55 +807,50 @@ fn check_root(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Reads `gocryptfs.diriv`: exactly 16 bytes, not all zero, never through a symlink.
+/// Reads `gocryptfs.diriv`: exactly 16 bytes, not all zero, a regular file (never through a
+/// symlink, never blocking on a FIFO).
 ///
 /// # Errors
-/// [`Error::Corrupt`] with [`DirIvError`], [`Error::Io`].
+/// [`Error::Corrupt`] with [`DirIvError`] or [`CorruptError::NotRegular`], [`Error::Io`].
 pub fn read_dir_iv(path: &Path) -> Result<DirIv> {
-    match read_small(path, 16) {
+    match safeio::read_small(path, 16) {
         Ok(Some(b)) => DirIv::parse(&b).map_err(|e| Error::corrupt(path, e)),
         Ok(None) => {
             let len = fs::symlink_metadata(path).map_or(17, |m| m.len());
             Err(Error::corrupt(path, DirIvError::Length(len)))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(OpenFail::NotRegular(kind)) => {
+            Err(Error::corrupt(path, CorruptError::NotRegular(kind)))
+        }
+        Err(OpenFail::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             Err(Error::corrupt(path, DirIvError::Missing))
         }
-        Err(e) => Err(Error::io("reading", path, e)),
+        Err(OpenFail::Io(e)) => Err(Error::io("reading", path, e)),
     }
 }
 
 /// Reads the `.name` side file of the long-name entry `rel` (cipher path relative to
-/// `root`), bounded by `MAX_LONGNAME_FILE`; a missing or oversized file is corruption of `rel`.
+/// `root`), bounded by `MAX_LONGNAME_FILE`; a missing, oversized or non-regular file is
+/// corruption of `rel`.
 pub(crate) fn read_long_name_file(root: &Path, rel: &Path, name: &OsStr) -> Result<Vec<u8>> {
     let mut side = name.to_owned();
     side.push(LONGNAME_SUFFIX);
     let side_path = root.join(rel.with_file_name(&side));
-    match read_small(&side_path, MAX_LONGNAME_FILE) {
+    match safeio::read_small(&side_path, MAX_LONGNAME_FILE) {
         Ok(Some(b)) => Ok(b),
         Ok(None) => Err(Error::corrupt(
             rel,
             LongNameError::TooLarge(MAX_LONGNAME_FILE + 1),
         )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(OpenFail::NotRegular(kind)) => Err(Error::corrupt(
+            rel.with_file_name(&side),
+            CorruptError::NotRegular(kind),
+        )),
+        Err(OpenFail::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
             Err(Error::corrupt(rel, LongNameError::MissingNameFile))
         }
-        Err(e) => Err(Error::io("reading", side_path, e)),
+        Err(OpenFail::Io(e)) => Err(Error::io("reading", side_path, e)),
     }
-}
-
-/// Reads a file of at most `max` bytes (`Ok(None)` if larger), refusing symlinks.
-pub(crate) fn read_small(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
-    let mut buf = Vec::new();
-    f.take(max + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > max {
-        return Ok(None);
-    }
-    Ok(Some(buf))
 }
 
 /// Lists xattr names of `path` (not following symlinks); empty if unsupported.

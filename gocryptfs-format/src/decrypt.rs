@@ -10,6 +10,7 @@
 //! 1 MiB pieces of large files.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::os::fd::OwnedFd;
@@ -66,6 +67,9 @@ pub struct DecryptSummary {
     pub symlinks: u64,
     /// Plaintext bytes written.
     pub bytes: u64,
+    /// Entries removed from OUTDIR because the pinned manifest does not list them (a
+    /// pinned run with `force`).
+    pub removed: u64,
     /// Problems; files with a problem were not written.
     pub problems: Vec<DecryptProblem>,
 }
@@ -172,12 +176,13 @@ fn decrypt_impl(
     pin: Option<&Manifest>,
     progress: &dyn Progress,
 ) -> Result<DecryptSummary> {
+    refuse_overlap(dir.root(), out)?;
     let root_fd = prepare_outdir(out, opts.force)?;
     let mut tree = walk(dir)?;
     let mut summary = DecryptSummary::default();
     if let Some(pin) = pin {
         let mut refused: Vec<PathBuf> = Vec::new();
-        let seen: std::collections::HashSet<&Path> = tree
+        let seen: HashSet<&Path> = tree
             .entries
             .iter()
             .map(|e| e.plain_path.as_path())
@@ -329,7 +334,116 @@ fn decrypt_impl(
     summary
         .problems
         .extend(problems.into_inner().unwrap_or_default());
+    // A pinned run over a non-empty OUTDIR leaves exactly the pinned tree: whatever else was
+    // there (an older model's files, something planted) goes, once everything else worked.
+    if let Some(pin) = pin
+        && opts.force
+        && summary.is_ok()
+    {
+        let keep: HashSet<&Path> = pin.entries.iter().map(|e| e.path.as_path()).collect();
+        if let Err(err) = prune(&root_fd, Path::new(""), &keep, &mut summary.removed) {
+            summary.problems.push(DecryptProblem {
+                path: out.to_path_buf(),
+                error: err,
+                warning: false,
+            });
+        }
+    }
     Ok(summary)
+}
+
+/// Removes every entry below `rel` (relative to OUTDIR's fd `root`) whose path is not in
+/// `keep`, without following symlinks; counts them in `removed`.
+fn prune(root: &OwnedFd, rel: &Path, keep: &HashSet<&Path>, removed: &mut u64) -> Result<()> {
+    let fd = open_rel_dir(root, rel)?;
+    let mut names = Vec::new();
+    let dir = rustix::fs::Dir::read_from(&fd).map_err(|e| Error::io("listing", rel, e.into()))?;
+    for ent in dir {
+        let ent = ent.map_err(|e| Error::io("listing", rel, e.into()))?;
+        let name = OsStr::from_bytes(ent.file_name().to_bytes()).to_owned();
+        if name != "." && name != ".." {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let path = rel.join(&name);
+        let st = rustix::fs::statat(&fd, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| Error::io("reading", &path, e.into()))?;
+        let is_dir =
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory;
+        if keep.contains(path.as_path()) {
+            if is_dir {
+                prune(root, &path, keep, removed)?;
+            }
+            continue;
+        }
+        if is_dir {
+            // Empty it first (nothing below an unpinned directory is kept).
+            prune(root, &path, &HashSet::new(), removed)?;
+            rustix::fs::unlinkat(&fd, name.as_os_str(), AtFlags::REMOVEDIR)
+        } else {
+            rustix::fs::unlinkat(&fd, name.as_os_str(), AtFlags::empty())
+        }
+        .map_err(|e| Error::io("removing (not in the pinned manifest)", &path, e.into()))?;
+        *removed += 1;
+    }
+    Ok(())
+}
+
+/// Refuses an OUTDIR inside the cipher directory (plaintext would land in the storage the
+/// host holds) or containing it (a forced run could replace the cipher tree), before
+/// anything is written.
+fn refuse_overlap(cipher_root: &Path, out: &Path) -> Result<()> {
+    let cipher =
+        fs::canonicalize(cipher_root).map_err(|e| Error::io("resolving", cipher_root, e))?;
+    let out_abs = resolve_lexically(out).map_err(|e| Error::io("resolving", out, e))?;
+    if out_abs.starts_with(&cipher) {
+        return Err(Error::refused(
+            out,
+            "the output directory is inside the cipher directory; plaintext would be written into the encrypted storage",
+        ));
+    }
+    if cipher.starts_with(&out_abs) {
+        return Err(Error::refused(
+            out,
+            "the output directory contains the cipher directory; decrypting there could replace it",
+        ));
+    }
+    Ok(())
+}
+
+/// `path` made absolute, with its longest existing prefix canonicalized (symlinks
+/// resolved) and the rest appended lexically (it does not exist yet).
+pub(crate) fn resolve_lexically(path: &Path) -> std::io::Result<PathBuf> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    };
+    let mut rest: Vec<OsString> = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        match fs::canonicalize(cur) {
+            Ok(mut base) => {
+                for c in rest.iter().rev() {
+                    if c == ".." {
+                        base.pop();
+                    } else if c != "." {
+                        base.push(c);
+                    }
+                }
+                return Ok(base);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(parent) = cur.parent() else {
+                    return Err(e);
+                };
+                rest.push(cur.file_name().map_or_else(|| "..".into(), OsStr::to_owned));
+                cur = parent;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Creates or checks OUTDIR and opens it without following symlinks.
@@ -553,7 +667,7 @@ fn write_file(
                 Err(err) => return Err(Error::io("setting xattr on", &e.plain_path, err.into())),
             }
         }
-        rustix::fs::fchmod(&out, Mode::from_raw_mode(e.meta.mode() & 0o7777))
+        rustix::fs::fchmod(&out, Mode::from_raw_mode(dir.policy().mode(e.meta.mode())))
             .map_err(|err| Error::io("setting the mode of", &e.plain_path, err.into()))?;
         rustix::fs::futimens(&out, &timestamps(&e.meta))
             .map_err(|err| Error::io("setting the times of", &e.plain_path, err.into()))?;
@@ -647,7 +761,7 @@ fn finish_dir(dir: &CipherDir, root: &OwnedFd, e: &Entry) -> Result<()> {
             );
         }
     }
-    rustix::fs::fchmod(&fd, Mode::from_raw_mode(e.meta.mode() & 0o7777))
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(dir.policy().mode(e.meta.mode())))
         .map_err(|err| Error::io("setting the mode of", &e.plain_path, err.into()))?;
     rustix::fs::futimens(&fd, &timestamps(&e.meta))
         .map_err(|err| Error::io("setting the times of", &e.plain_path, err.into()))

@@ -192,31 +192,38 @@ impl Error {
     }
 }
 
-/// Problems with `gocryptfs.conf`.
+/// Problems with `gocryptfs.conf`. The file comes from the storage host: messages name the
+/// field and what was expected, never a value read from it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// Not JSON, or not the JSON shape gocryptfs writes.
-    #[error("malformed gocryptfs.conf JSON: {0}; restore the file from a backup")]
-    Json(#[source] serde_json::Error),
+    #[error("malformed gocryptfs.conf: {0}; restore the file from a backup")]
+    Json(String),
     /// `Version` is not 2.
     #[error(
-        "unsupported on-disk format version {0} (gocryptfs 1.0 and later write 2); use the gocryptfs release that made it"
+        "unsupported on-disk format Version (gocryptfs 1.0 and later write 2); use the gocryptfs release that made the tree"
     )]
-    Version(u64),
+    Version,
     /// A feature flag we do not know: a newer gocryptfs made this tree.
     #[error(
-        "unknown feature flag {0:?}: the tree was made by a newer gocryptfs; refusing to guess its format"
+        "FeatureFlags[{index}] is not a flag this version knows (a newer gocryptfs made the tree, or the file was edited); refusing to guess its format"
     )]
-    UnknownFlag(String),
+    UnknownFlag {
+        /// Position in the `FeatureFlags` array.
+        index: usize,
+    },
     /// The FIDO2 flag or object: the password comes from a hardware token.
     #[error(
         "the tree needs a FIDO2 token (feature flag FIDO2) and there is no token in a TEE; re-encrypt it with a password or master key"
     )]
     Fido2,
     /// A flag appears twice.
-    #[error("feature flag {0:?} appears twice; the file was edited by hand")]
-    DuplicateFlag(String),
+    #[error("FeatureFlags[{index}] repeats an earlier flag; the file was edited by hand")]
+    DuplicateFlag {
+        /// Position of the repeat.
+        index: usize,
+    },
     /// A combination of flags gocryptfs itself never writes and refuses.
     #[error("feature flags conflict: {0}")]
     FlagMatrix(&'static str),
@@ -227,10 +234,25 @@ pub enum ConfigError {
     #[error(
         "weak scrypt parameters: {0}; gocryptfs refuses these too (minimum N=2^10, R=8, P=1, 32-byte salt and key)"
     )]
-    WeakScrypt(String),
-    /// scrypt parameters too expensive to run (a denial-of-service config).
-    #[error("scrypt parameters too expensive: {0}; gocryptfs never writes more than N=2^28")]
-    ScryptTooExpensive(String),
+    WeakScrypt(&'static str),
+    /// scrypt parameters outside what any gocryptfs writes (a denial-of-service config).
+    #[error("impossible scrypt parameters: {0}")]
+    ScryptTooExpensive(&'static str),
+    /// scrypt would need more memory (or time) than this run allows.
+    #[error(
+        "scrypt would need {needed_mib} MiB of memory (or as much work), more than the limit of {limit_mib} MiB; nothing was allocated"
+    )]
+    ScryptCost {
+        /// What the config asks for (N × R × 128 bytes, × P for the work), in MiB.
+        needed_mib: u64,
+        /// The limit in force, in MiB.
+        limit_mib: u64,
+    },
+    /// The layout keeps names and symlink targets in plaintext, outside the key.
+    #[error(
+        "the tree stores names and symlink targets in plaintext (feature flag PlaintextNames), so the storage host can choose them; refusing by default"
+    )]
+    PlaintextNames,
     /// A base64 field does not decode.
     #[error("field {0} is not valid standard base64")]
     Base64(&'static str),
@@ -245,6 +267,9 @@ pub enum ConfigError {
     /// `LongNameMax` field and flag disagree or are out of range.
     #[error("LongNameMax: {0}")]
     LongNameMax(&'static str),
+    /// `gocryptfs.conf` is a FIFO, symlink, directory or device.
+    #[error("gocryptfs.conf is a {0}, not a regular file")]
+    NotRegular(&'static str),
     /// There is no `gocryptfs.conf`.
     #[error(
         "no gocryptfs.conf here: not a gocryptfs cipher directory (a tree made without one opens only with its master key)"
@@ -345,6 +370,14 @@ pub enum CorruptError {
     /// A symlink target does not decrypt.
     #[error("symlink target: {0}")]
     Symlink(String),
+    /// A symlink whose target is absolute or climbs above the tree's root.
+    #[error(
+        "symlink target leaves the tree (absolute, or climbs above the root); not followed, not created, not served"
+    )]
+    SymlinkOutside,
+    /// A FIFO, socket, device or symlink where a regular file belongs.
+    #[error("is a {0}, not a regular file")]
+    NotRegular(&'static str),
     /// An xattr name or value does not decrypt.
     #[error("xattr {name:?}: {reason}")]
     Xattr {

@@ -47,7 +47,9 @@ mod error;
 mod listing;
 pub mod manifest;
 pub mod nametransform;
+pub mod policy;
 pub mod reader;
+mod safeio;
 pub mod verify;
 pub mod walk;
 pub mod writer;
@@ -63,6 +65,7 @@ pub use error::{
     BlockError, BlockErrorKind, ConfigError, CorruptError, DirIvError, Error, ErrorKind,
     HeaderError, KeyError, LongNameError, NameError, Result,
 };
+pub use policy::Policy;
 pub use reader::{CipherFile, FileReader};
 
 /// Progress reporting for long operations (the agent draws a bar; tests pass

@@ -10,12 +10,13 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::contentenc::{ContentEnc, FileHeader, FileId, HEADER_LEN, PIECE_BLOCKS, PLAIN_BS};
 use crate::error::{BlockError, BlockErrorKind, CorruptError, Error, HeaderError, Result};
+use crate::safeio::{self, OpenFail};
 
 thread_local! {
     /// Per-thread ciphertext buffer: reads allocate nothing after warm-up.
@@ -61,17 +62,16 @@ impl CipherFile {
         display: impl Into<PathBuf>,
     ) -> Result<Self> {
         let path = display.into();
-        let file = File::options()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(cipher_path)
-            .map_err(|e| Error::io("opening", cipher_path, e))?;
+        // Never through a symlink, never blocking on a FIFO swapped in by the host.
+        let file = safeio::open_regular(cipher_path).map_err(|e| match e {
+            OpenFail::NotRegular(kind) => {
+                Error::corrupt(path.clone(), CorruptError::NotRegular(kind))
+            }
+            OpenFail::Io(e) => Error::io("opening", cipher_path, e),
+        })?;
         let meta = file
             .metadata()
             .map_err(|e| Error::io("reading", cipher_path, e))?;
-        if !meta.is_file() {
-            return Err(Error::refused(cipher_path, "not a regular file"));
-        }
         let cipher_size = meta.len();
         if cipher_size > 0 && cipher_size < HEADER_LEN {
             return Err(Error::corrupt(

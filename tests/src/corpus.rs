@@ -134,3 +134,26 @@ pub fn materialize(name: &str, dest: &Path) -> PathBuf {
     }
     root
 }
+
+/// The policy that reproduces gocryptfs' own behaviour (every opt-in on): plaintext names
+/// and absolute or climbing symlinks accepted, modes kept. The corpus holds both, and the
+/// byte-exact comparisons with gocryptfs need them; the default policy's refusals are tested
+/// separately (`host_attacks.rs`).
+#[must_use]
+pub fn gocryptfs_policy() -> gocryptfs_format::Policy {
+    gocryptfs_format::Policy {
+        allow_plaintext_names: true,
+        allow_outside_symlinks: true,
+        preserve_modes: true,
+        ..gocryptfs_format::Policy::default()
+    }
+}
+
+/// [`gocryptfs_policy`] in [`gocryptfs_format::OpenOptions`] (otherwise the defaults).
+#[must_use]
+pub fn gocryptfs_opts() -> gocryptfs_format::OpenOptions {
+    gocryptfs_format::OpenOptions {
+        policy: gocryptfs_policy(),
+        ..gocryptfs_format::OpenOptions::default()
+    }
+}

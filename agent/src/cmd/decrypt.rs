@@ -27,7 +27,7 @@ const MAX_PRINTED: usize = 50;
 pub(crate) fn run(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
     let pin = pin::resolve(&a.expect)?;
     let key = keys::load(&a.key)?;
-    let dir = keys::open_dir(&a.cipherdir, key)?;
+    let dir = keys::open_dir(g, &a.cipherdir, key)?;
     // Check before writing anything: a refused model leaves OUTDIR untouched.
     let accepted: Option<Manifest> = if pin.is_some() || a.receipt.is_some() {
         let bar = Bar::new("check", !g.quiet && !a.json);

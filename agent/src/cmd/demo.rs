@@ -127,7 +127,7 @@ pub(crate) fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<Exit> {
     let key = KeySource::password_from_passfile(secret.expose())?;
     drop(secret);
     let dir = steps.time("derive the key (scrypt) and open the model", || {
-        crate::keys::open_dir(&cipher, key).map(std::sync::Arc::new)
+        crate::keys::open_dir(g, &cipher, key).map(std::sync::Arc::new)
     })?;
 
     // Mount when FUSE works (as a pod's sidecar would), else decrypt (as an init container).

@@ -112,7 +112,7 @@ fn run_on<T: CopyTarget>(
     pinned_refused: Option<&dyn Fn() -> Option<String>>,
 ) -> Result<Exit> {
     let key = keys::load(&KeyPlan::require(&a.key)?)?;
-    let dir = keys::open_dir(&a.cipherdir, key)?;
+    let dir = keys::open_dir(g, &a.cipherdir, key)?;
     let files = if a.files.is_empty() {
         let f = default_files(&dir)?;
         if f.is_empty() {

@@ -15,7 +15,7 @@ use crate::receipt::Receipt;
 
 pub(crate) fn run(g: &GlobalArgs, a: ManifestArgs) -> Result<Exit> {
     let key = keys::load(&KeyPlan::require(&a.key)?)?;
-    let dir = keys::open_dir(&a.cipherdir, key)?;
+    let dir = keys::open_dir(g, &a.cipherdir, key)?;
     let bar = Bar::new("manifest", !g.quiet);
     let built = Manifest::of_tree(&dir, &bar);
     bar.finish();

@@ -29,14 +29,14 @@ pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
             ));
         }
         let bar = Bar::new("verify", !g.quiet && !a.json);
-        let report = verify_no_key(&a.cipherdir, &bar)?;
+        let report = verify_no_key(&a.cipherdir, &crate::policy::current(g)?, &bar)?;
         bar.finish();
         output(&report, &a, g, None)?;
         return Ok(exit_for(&report));
     }
     let pin = pin::resolve(&a.expect)?;
     let key = keys::load(&KeyPlan::require(&a.key)?)?;
-    let dir = keys::open_dir(&a.cipherdir, key)?;
+    let dir = keys::open_dir(g, &a.cipherdir, key)?;
     let bar = Bar::new("verify", !g.quiet && !a.json);
     let wants_manifest = a.manifest.is_some() || pin.is_some() || a.receipt.receipt.is_some();
     let opts = VerifyOptions {

@@ -70,7 +70,7 @@ impl FeatureFlag {
             .iter()
             .find(|(_, n)| *n == name)
             .map(|(f, _)| *f)
-            .ok_or_else(|| ConfigError::UnknownFlag(name.chars().take(64).collect()))
+            .ok_or(ConfigError::UnknownFlag { index: 0 })
     }
 
     /// The position gocryptfs' `-init` would write this flag at (for canonical output).
@@ -95,13 +95,13 @@ impl FlagSet {
     /// [`ConfigError::UnknownFlag`], [`ConfigError::DuplicateFlag`], [`ConfigError::Fido2`].
     pub fn parse(names: &[String]) -> Result<Self, ConfigError> {
         let mut flags = Vec::with_capacity(names.len());
-        for n in names {
-            let f = FeatureFlag::parse(n)?;
+        for (index, n) in names.iter().enumerate() {
+            let f = FeatureFlag::parse(n).map_err(|_| ConfigError::UnknownFlag { index })?;
             if f == FeatureFlag::Fido2 {
                 return Err(ConfigError::Fido2);
             }
             if flags.contains(&f) {
-                return Err(ConfigError::DuplicateFlag(n.clone()));
+                return Err(ConfigError::DuplicateFlag { index });
             }
             flags.push(f);
         }
@@ -251,13 +251,16 @@ mod tests {
     fn refusals() {
         assert!(matches!(
             set(&["HKDF", "Bogus"]),
-            Err(ConfigError::UnknownFlag(_))
+            Err(ConfigError::UnknownFlag { .. })
         ));
-        assert!(matches!(set(&["hkdf"]), Err(ConfigError::UnknownFlag(_))));
+        assert!(matches!(
+            set(&["hkdf"]),
+            Err(ConfigError::UnknownFlag { .. })
+        ));
         assert!(matches!(set(&["FIDO2"]), Err(ConfigError::Fido2)));
         assert!(matches!(
             set(&["HKDF", "HKDF"]),
-            Err(ConfigError::DuplicateFlag(_))
+            Err(ConfigError::DuplicateFlag { .. })
         ));
         for names in [
             &["XChaCha20Poly1305", "EMENames"][..],

@@ -12,7 +12,7 @@ pub mod flags;
 pub mod scrypt;
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,7 @@ use crate::cryptocore::{
     open_gcm96,
 };
 use crate::error::{ConfigError, Error, KeyError};
+use crate::safeio::{self, OpenFail};
 pub use flags::{FeatureFlag, FlagSet};
 pub use scrypt::ScryptParams;
 
@@ -151,6 +152,32 @@ impl Layout {
     }
 }
 
+/// What is wrong with config JSON, without any value taken from it: the position, and for a
+/// shape error what was expected (from our types) or which known field is missing.
+fn json_problem(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = format!("line {}, column {}", e.line(), e.column());
+    match e.classify() {
+        Category::Io => "it could not be read".into(),
+        Category::Syntax | Category::Eof => format!("not JSON (syntax error at {at})"),
+        Category::Data => {
+            let full = e.to_string();
+            let msg = full
+                .rsplit_once(" at line ")
+                .map_or(full.as_str(), |(m, _)| m);
+            if let Some(field) = msg.strip_prefix("missing field ") {
+                format!("the field {field} is missing")
+            } else if msg.starts_with("unknown field ") {
+                format!("an unknown field at {at}")
+            } else if let Some((_, expected)) = msg.rsplit_once(", expected ") {
+                format!("a value of the wrong type or range at {at} (expected {expected})")
+            } else {
+                format!("unexpected content at {at}")
+            }
+        }
+    }
+}
+
 /// The JSON exactly as gocryptfs writes it (field names and order).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,9 +238,10 @@ impl Config {
     /// [`ConfigError`] naming the first problem: malformed JSON, version, unknown or FIDO2
     /// flag, flag matrix, scrypt parameters, base64 fields, key length, `LongNameMax`.
     pub fn parse(json: &[u8]) -> Result<Self, ConfigError> {
-        let raw: RawConf = serde_json::from_slice(json).map_err(ConfigError::Json)?;
+        let raw: RawConf =
+            serde_json::from_slice(json).map_err(|e| ConfigError::Json(json_problem(&e)))?;
         if raw.version != VERSION {
-            return Err(ConfigError::Version(raw.version));
+            return Err(ConfigError::Version);
         }
         let flags = FlagSet::parse(raw.feature_flags.as_deref().unwrap_or_default())?;
         if raw.fido2.as_ref().is_some_and(|v| !v.is_null()) {
@@ -275,26 +303,25 @@ impl Config {
     /// [`Error::Config`] (with [`ConfigError::Missing`] when absent), [`Error::Io`].
     pub fn load(dir: &Path) -> Result<Self, Error> {
         let path = dir.join(CONF_NAME);
-        let file = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Config {
+        let config_error = |path, source| Error::Config { path, source };
+        // Like every control file: no symlink, regular file only (a FIFO would hang us),
+        // bounded size.
+        let buf = match safeio::read_small(&path, MAX_CONF_LEN) {
+            Ok(Some(buf)) => buf,
+            Ok(None) => {
+                return Err(config_error(
                     path,
-                    source: ConfigError::Missing,
-                });
+                    ConfigError::Unsupported("gocryptfs.conf is larger than 64 KiB"),
+                ));
             }
-            Err(e) => return Err(Error::io("opening", path, e)),
+            Err(OpenFail::NotRegular(kind)) => {
+                return Err(config_error(path, ConfigError::NotRegular(kind)));
+            }
+            Err(OpenFail::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(config_error(path, ConfigError::Missing));
+            }
+            Err(OpenFail::Io(e)) => return Err(Error::io("reading", path, e)),
         };
-        let mut buf = Vec::new();
-        file.take(MAX_CONF_LEN + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io("reading", &path, e))?;
-        if buf.len() as u64 > MAX_CONF_LEN {
-            return Err(Error::Config {
-                path,
-                source: ConfigError::Unsupported("gocryptfs.conf is larger than 64 KiB"),
-            });
-        }
         Self::parse(&buf).map_err(|source| Error::Config { path, source })
     }
 
@@ -371,9 +398,9 @@ impl Config {
             )));
         }
         if log_n < scrypt::MIN_LOG_N {
-            return Err(cerr(ConfigError::WeakScrypt(format!(
-                "N=2^{log_n} is below 2^10"
-            ))));
+            return Err(cerr(ConfigError::WeakScrypt(
+                "ScryptObject.N is below 2^10",
+            )));
         }
         let scrypt = ScryptParams::generate(log_n).map_err(cerr)?;
         let kek = scrypt.derive(password);
@@ -580,7 +607,7 @@ mod tests {
         };
         assert!(matches!(
             with(&|v| v["Version"] = 3.into()),
-            Err(ConfigError::Version(3))
+            Err(ConfigError::Version)
         ));
         assert!(matches!(
             with(&|v| v["Extra"] = 1.into()),
@@ -609,5 +636,32 @@ mod tests {
         ));
         assert!(matches!(Config::parse(b"{"), Err(ConfigError::Json(_))));
         assert!(matches!(Config::parse(b""), Err(ConfigError::Json(_))));
+    }
+
+    #[test]
+    fn errors_name_fields_never_values() {
+        let base: serde_json::Value = serde_json::from_str(DEFAULT_CONF).unwrap();
+        type Edit = fn(&mut serde_json::Value);
+        let edits: [Edit; 5] = [
+            |v| v["ScryptObject"]["N"] = "\u{1b}]0;pwned\u{7}SECRETVALUE".into(),
+            |v| v["SECRETVALUE"] = 1.into(),
+            |v| v["FeatureFlags"][0] = "\u{1b}[2JSECRETVALUE".into(),
+            |v| v["Version"] = 987_654_321.into(),
+            |v| v["Creator"] = serde_json::json!(["SECRETVALUE"]),
+        ];
+        for edit in edits {
+            let mut v = base.clone();
+            edit(&mut v);
+            let e = Config::parse(v.to_string().as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                !e.contains("SECRETVALUE") && !e.contains("987654321"),
+                "{e}"
+            );
+            assert!(!e.contains('\u{1b}'), "{e}");
+        }
+        let e = Config::parse(b"{\"Version\": 2}").unwrap_err().to_string();
+        assert!(e.contains("missing"), "{e}");
     }
 }

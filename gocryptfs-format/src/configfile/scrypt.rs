@@ -17,6 +17,9 @@ pub const MIN_LOG_N: u8 = 10;
 pub const MAX_LOG_N: u8 = 28;
 /// gocryptfs' default log2(N).
 pub const DEFAULT_LOG_N: u8 = 16;
+/// Default limit on scrypt memory (and a quarter of the work): 512 MiB, 8x the cost of
+/// gocryptfs' default parameters (N=2^16, R=8: 64 MiB). `--max-scrypt-memory` raises it.
+pub const DEFAULT_MAX_MEMORY: u64 = 512 << 20;
 /// Largest R and P we run (gocryptfs always writes R=8, P=1): bounds CPU and memory.
 const MAX_R: u32 = 32;
 const MAX_P: u32 = 16;
@@ -44,52 +47,48 @@ impl ScryptParams {
     /// [`ConfigError::ScryptTooExpensive`] above our maximums.
     pub fn new(salt: Vec<u8>, n: u64, r: u64, p: u64, key_len: u64) -> Result<Self, ConfigError> {
         if n < (1 << MIN_LOG_N) {
-            return Err(ConfigError::WeakScrypt(format!("N={n} is below 2^10")));
+            return Err(ConfigError::WeakScrypt("ScryptObject.N is below 2^10"));
         }
         if !n.is_power_of_two() {
-            return Err(ConfigError::WeakScrypt(format!(
-                "N={n} is not a power of two"
-            )));
+            return Err(ConfigError::WeakScrypt(
+                "ScryptObject.N is not a power of two",
+            ));
         }
         let log_n = u8::try_from(n.trailing_zeros()).unwrap_or(u8::MAX);
         if log_n > MAX_LOG_N {
-            return Err(ConfigError::ScryptTooExpensive(format!("N=2^{log_n}")));
+            return Err(ConfigError::ScryptTooExpensive(
+                "ScryptObject.N is above 2^28, more than gocryptfs ever writes",
+            ));
         }
         if r < 8 {
-            return Err(ConfigError::WeakScrypt(format!("R={r} is below 8")));
+            return Err(ConfigError::WeakScrypt("ScryptObject.R is below 8"));
         }
         if p < 1 {
-            return Err(ConfigError::WeakScrypt("P=0".into()));
+            return Err(ConfigError::WeakScrypt("ScryptObject.P is 0"));
         }
-        let r = u32::try_from(r)
-            .ok()
-            .filter(|&r| r <= MAX_R)
-            .ok_or_else(|| ConfigError::ScryptTooExpensive(format!("R={r}")))?;
-        let p = u32::try_from(p)
-            .ok()
-            .filter(|&p| p <= MAX_P)
-            .ok_or_else(|| ConfigError::ScryptTooExpensive(format!("P={p}")))?;
+        let r = u32::try_from(r).ok().filter(|&r| r <= MAX_R).ok_or(
+            ConfigError::ScryptTooExpensive("ScryptObject.R is above 32"),
+        )?;
+        let p = u32::try_from(p).ok().filter(|&p| p <= MAX_P).ok_or(
+            ConfigError::ScryptTooExpensive("ScryptObject.P is above 16"),
+        )?;
         if salt.len() < 32 {
-            return Err(ConfigError::WeakScrypt(format!(
-                "the salt is {} bytes, below 32",
-                salt.len()
-            )));
+            return Err(ConfigError::WeakScrypt(
+                "ScryptObject.Salt is shorter than 32 bytes",
+            ));
         }
         if salt.len() > MAX_SALT {
-            return Err(ConfigError::ScryptTooExpensive(format!(
-                "a {}-byte salt",
-                salt.len()
-            )));
+            return Err(ConfigError::ScryptTooExpensive(
+                "ScryptObject.Salt is longer than 1024 bytes",
+            ));
         }
         if key_len < KEY_LEN as u64 {
-            return Err(ConfigError::WeakScrypt(format!(
-                "KeyLen={key_len} is below 32"
-            )));
+            return Err(ConfigError::WeakScrypt("ScryptObject.KeyLen is below 32"));
         }
         if key_len != KEY_LEN as u64 {
-            return Err(ConfigError::ScryptTooExpensive(format!(
-                "KeyLen={key_len} (gocryptfs always uses 32)"
-            )));
+            return Err(ConfigError::ScryptTooExpensive(
+                "ScryptObject.KeyLen is not 32 (gocryptfs always uses 32)",
+            ));
         }
         Ok(ScryptParams { salt, log_n, r, p })
     }
@@ -102,7 +101,7 @@ impl ScryptParams {
     pub fn generate(log_n: u8) -> Result<Self, ConfigError> {
         let mut salt = vec![0u8; 32];
         crate::cryptocore::fill_random(&mut salt)
-            .map_err(|e| ConfigError::WeakScrypt(format!("no random salt: {e}")))?;
+            .map_err(|_| ConfigError::WeakScrypt("no random salt: the OS random source failed"))?;
         Self::new(salt, 1u64 << log_n.min(63), 8, 1, KEY_LEN as u64)
     }
 
@@ -110,6 +109,33 @@ impl ScryptParams {
     #[must_use]
     pub fn n(&self) -> u64 {
         1u64 << self.log_n
+    }
+
+    /// Bytes of memory scrypt needs: N × R × 128 for the large table, plus P × R × 128.
+    #[must_use]
+    pub fn memory_bytes(&self) -> u64 {
+        let block = 128 * u64::from(self.r);
+        self.n()
+            .saturating_mul(block)
+            .saturating_add(u64::from(self.p).saturating_mul(block))
+    }
+
+    /// Refuses parameters that need more than `limit` bytes of memory, or more than
+    /// `limit`'s worth of work (P passes over the table), before anything is allocated.
+    ///
+    /// # Errors
+    /// [`ConfigError::ScryptCost`].
+    pub fn check_cost(&self, limit: u64) -> Result<(), ConfigError> {
+        let memory = self.memory_bytes();
+        let work = memory.saturating_mul(u64::from(self.p));
+        // P passes reuse one table; allow as much work as four passes of the limit.
+        if memory > limit || work > limit.saturating_mul(4) {
+            return Err(ConfigError::ScryptCost {
+                needed_mib: memory.max(work / 4).div_ceil(1 << 20),
+                limit_mib: limit >> 20,
+            });
+        }
+        Ok(())
     }
 
     /// Runs scrypt on `password`: the key-encryption key (KEK).
@@ -160,8 +186,21 @@ mod tests {
             Err(ConfigError::ScryptTooExpensive(_))
         ));
         assert!(matches!(
-            ScryptParams::new(salt, 1 << 10, 1 << 40, 1, 32),
+            ScryptParams::new(salt.clone(), 1 << 10, 1 << 40, 1, 32),
             Err(ConfigError::ScryptTooExpensive(_))
         ));
+        // The cost bound: gocryptfs' default passes the default limit with room to spare;
+        // N=2^28, R=32 (a 1 TiB table) is refused before any allocation.
+        let default = ScryptParams::new(salt.clone(), 1 << 16, 8, 1, 32).unwrap();
+        assert_eq!(default.memory_bytes(), (64 << 20) + 1024);
+        assert!(default.check_cost(DEFAULT_MAX_MEMORY).is_ok());
+        let bomb = ScryptParams::new(salt.clone(), 1 << 28, 32, 1, 32).unwrap();
+        assert!(matches!(
+            bomb.check_cost(DEFAULT_MAX_MEMORY),
+            Err(ConfigError::ScryptCost { limit_mib: 512, .. })
+        ));
+        let slow = ScryptParams::new(salt, 1 << 18, 8, 16, 32).unwrap();
+        assert!(slow.check_cost(DEFAULT_MAX_MEMORY).is_err());
+        assert!(slow.check_cost(8 << 30).is_ok());
     }
 }

@@ -84,6 +84,9 @@ pub enum FindingKind {
     Hole,
     /// Something unexpected but harmless (leftover temp file, orphan `.name`, a FIFO).
     Unexpected,
+    /// A FIFO, socket, device or symlink where a regular file belongs (a control file, or a
+    /// file swapped under a reader).
+    FileType,
     /// More failing blocks in one file than the report lists.
     MoreBlocks,
 }
@@ -106,6 +109,7 @@ impl FindingKind {
             FindingKind::Io => "io",
             FindingKind::Hole => "hole",
             FindingKind::Unexpected => "unexpected",
+            FindingKind::FileType => "file_type",
             FindingKind::MoreBlocks => "more_blocks",
         }
     }
@@ -234,7 +238,8 @@ fn finding_from_error(e: &Error) -> (FindingKind, Option<u64>) {
             CorruptError::DirIv(_) => (FindingKind::DirIv, None),
             CorruptError::Name { .. } => (FindingKind::Name, None),
             CorruptError::LongName(_) => (FindingKind::LongName, None),
-            CorruptError::Symlink(_) => (FindingKind::Symlink, None),
+            CorruptError::Symlink(_) | CorruptError::SymlinkOutside => (FindingKind::Symlink, None),
+            CorruptError::NotRegular(_) => (FindingKind::FileType, None),
             CorruptError::Xattr { .. } => (FindingKind::Xattr, None),
             CorruptError::Pin(_) => (FindingKind::Unexpected, None),
             CorruptError::Block(b) => (block_kind(b.kind), Some(b.block)),

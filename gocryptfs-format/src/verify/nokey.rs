@@ -13,19 +13,27 @@ use crate::Progress;
 use crate::cipherdir::{read_dir_iv, read_long_name_file};
 use crate::configfile::{CONF_NAME, Config, Layout, NameLayout};
 use crate::contentenc::{Geometry, SizeCheck};
-use crate::error::{CorruptError, Error, HeaderError};
+use crate::error::{ConfigError, CorruptError, Error, HeaderError};
 use crate::listing::{self, Item};
 use crate::nametransform::{self, DIRIV_NAME, XATTR_PREFIX};
+use crate::policy::Policy;
 use crate::reader::check_header;
+use crate::safeio::{self, OpenFail};
 
 /// Structural check without any key: config parses and is supported; every directory has a
 /// valid `gocryptfs.diriv`; names are canonical base64 of a possible length; long names match
 /// their `.name` files; file sizes are possible and headers valid; symlink targets and xattrs
-/// have possible encodings and lengths. Authenticates nothing.
+/// have possible encodings and lengths. Authenticates nothing. Under `policy` it also
+/// reports what a keyed run would refuse: a plaintext-names layout, a scrypt cost above the
+/// bound, and (with plaintext names, where targets are readable) symlinks leaving the tree.
 ///
 /// # Errors
 /// Only if `root` cannot be read at all.
-pub fn verify_no_key(root: &Path, progress: &dyn Progress) -> Result<Report, Error> {
+pub fn verify_no_key(
+    root: &Path,
+    policy: &Policy,
+    progress: &dyn Progress,
+) -> Result<Report, Error> {
     let _ = progress;
     let mut report = Report::new(Mode::NoKey, root);
     fs::read_dir(root).map_err(|e| Error::io("listing", root, e))?;
@@ -45,10 +53,31 @@ pub fn verify_no_key(root: &Path, progress: &dyn Progress) -> Result<Report, Err
     let layout = config.layout();
     report.layout = Some(layout);
     report.feature_flags = config.flags.iter().map(|f| f.name().to_owned()).collect();
+    let conf_problem = |source| Error::Config {
+        path: root.join(CONF_NAME),
+        source,
+    };
+    if layout.names == NameLayout::Plaintext && !policy.allow_plaintext_names {
+        report.findings.push(Finding::from_error(
+            None,
+            PathBuf::from(CONF_NAME),
+            &conf_problem(ConfigError::PlaintextNames),
+            false,
+        ));
+    }
+    if let Err(e) = config.scrypt.check_cost(policy.max_scrypt_memory) {
+        report.findings.push(Finding::from_error(
+            None,
+            PathBuf::from(CONF_NAME),
+            &conf_problem(e),
+            false,
+        ));
+    }
     let ck = NoKeyChecker {
         root,
         geo: Geometry::new(layout.content.nonce_len()),
         layout,
+        policy,
     };
     let mut stack = vec![PathBuf::new()];
     while let Some(d) = stack.pop() {
@@ -62,6 +91,7 @@ struct NoKeyChecker<'a> {
     root: &'a Path,
     geo: Geometry,
     layout: Layout,
+    policy: &'a Policy,
 }
 
 impl NoKeyChecker<'_> {
@@ -148,6 +178,8 @@ impl NoKeyChecker<'_> {
                 r.stats.symlinks += 1;
                 if encrypted {
                     self.check_symlink(&rel, r);
+                } else {
+                    self.check_plain_symlink(&rel, r);
                 }
                 self.check_xattrs(&rel, r);
             } else {
@@ -221,18 +253,45 @@ impl NoKeyChecker<'_> {
         }
         if size > 18 {
             let mut h = [0u8; 18];
-            let res = fs::File::open(self.abs(rel)).and_then(|f| f.read_exact_at(&mut h, 0));
+            let res = safeio::open_regular(&self.abs(rel))
+                .and_then(|f| f.read_exact_at(&mut h, 0).map_err(OpenFail::Io));
             match res {
                 Ok(()) => match check_header(&h) {
                     Ok(id) => rec.file_id = Some(id.to_hex()),
                     Err(e) => self.add(r, rel, &Error::corrupt(rel, e), false),
                 },
-                Err(e) => self.add(r, rel, &Error::io("reading", self.abs(rel), e), false),
+                Err(OpenFail::NotRegular(kind)) => {
+                    self.add(
+                        r,
+                        rel,
+                        &Error::corrupt(rel, CorruptError::NotRegular(kind)),
+                        false,
+                    );
+                }
+                Err(OpenFail::Io(e)) => {
+                    self.add(r, rel, &Error::io("reading", self.abs(rel), e), false);
+                }
             }
         }
         self.check_xattrs(rel, r);
         r.stats.bytes += rec.size;
         r.files.push(rec);
+    }
+
+    /// With plaintext names the target is readable without the key: check the policy.
+    fn check_plain_symlink(&self, rel: &Path, r: &mut Report) {
+        match fs::read_link(self.abs(rel)) {
+            Ok(t) if !self.policy.symlink_allowed(rel, t.as_os_str()) => {
+                self.add(
+                    r,
+                    rel,
+                    &Error::corrupt(rel, CorruptError::SymlinkOutside),
+                    false,
+                );
+            }
+            Ok(_) => {}
+            Err(e) => self.add(r, rel, &Error::io("reading link", self.abs(rel), e), false),
+        }
     }
 
     fn check_symlink(&self, rel: &Path, r: &mut Report) {

@@ -33,6 +33,7 @@ fn open(root: &Path, name: &str, v: &Variant, by_password: bool, backend: Backen
     };
     let opts = OpenOptions {
         backend,
+        policy: corpus::gocryptfs_policy(),
         ..OpenOptions::default()
     };
     CipherDir::open(root, key, &opts).unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -214,7 +215,7 @@ fn every_variant_decrypts_offline_and_verifies() {
             assert!(r.findings.iter().any(|f| f.message.contains("hole")));
         }
         if name != "zerokey" {
-            let nk = verify_no_key(&root, &NoProgress).unwrap();
+            let nk = verify_no_key(&root, &corpus::gocryptfs_policy(), &NoProgress).unwrap();
             assert!(nk.is_ok(), "{name}: {:?}", nk.findings);
             assert_eq!(nk.stats.files, r.stats.files, "{name}");
         }

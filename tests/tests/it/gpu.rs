@@ -15,9 +15,7 @@ use e2e::gocryptfs::{self, Mount};
 use e2e::tree::Rng;
 use e2e::{corpus, skip_unless};
 use gocryptfs_format::writer::{InitOptions, encrypt_tree};
-use gocryptfs_format::{
-    CipherDir, Error as FError, ErrorKind as FKind, KeySource, NoProgress, OpenOptions,
-};
+use gocryptfs_format::{CipherDir, Error as FError, ErrorKind as FKind, KeySource, NoProgress};
 use gpu_loader::cpu::{CpuOptions, CpuTarget, Gate};
 use gpu_loader::safetensors::{self as st, Dtype};
 use gpu_loader::{Error, ErrorKind, GpuError, LoadOptions, Loader};
@@ -52,7 +50,7 @@ fn tree(files: &[(&str, Vec<u8>)]) -> (tempfile::TempDir, CipherDir) {
     let dir = CipherDir::open(
         &cipher,
         KeySource::password_from_passfile(b"pw").unwrap(),
-        &OpenOptions::default(),
+        &corpus::gocryptfs_opts(),
     )
     .unwrap();
     (tmp, dir)
@@ -485,7 +483,7 @@ fn gocryptfs_corpus_files_load_byte_exact() {
     ] {
         let root = corpus::materialize(v, tmp.path());
         let key = KeySource::password_from_passfile(m.password.as_bytes()).unwrap();
-        let dir = CipherDir::open(&root, key, &OpenOptions::default()).unwrap();
+        let dir = CipherDir::open(&root, key, &corpus::gocryptfs_opts()).unwrap();
         let mut loader = Loader::new(&target, opts(8192, 3)).unwrap();
         for e in &m.variants[v].entries {
             if e.kind != "file" {
@@ -522,7 +520,7 @@ fn gocryptfs_written_files_load_byte_exact() {
         fs::write(m.path().join("w.safetensors"), reference_safetensors()).unwrap();
         m.unmount();
         let key = KeySource::password_from_passfile(&fs::read(&pass).unwrap()).unwrap();
-        let dir = CipherDir::open(&cipher, key, &OpenOptions::default()).unwrap();
+        let dir = CipherDir::open(&cipher, key, &corpus::gocryptfs_opts()).unwrap();
         let target = CpuTarget::new(CpuOptions::default()).unwrap();
         let mut loader = Loader::new(&target, opts(CHUNK, 3)).unwrap();
         for (name, data) in &files {

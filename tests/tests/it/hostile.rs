@@ -12,7 +12,7 @@ use gocryptfs_format::verify::{
     FindingKind, Report, Severity, VerifyOptions, verify, verify_no_key,
 };
 use gocryptfs_format::{
-    CipherDir, ConfigError, Error, ErrorKind, KeySource, MasterKey, NoProgress, OpenOptions,
+    CipherDir, ConfigError, Error, ErrorKind, KeySource, MasterKey, NoProgress, Policy,
 };
 use tempfile::TempDir;
 
@@ -48,7 +48,7 @@ impl Tree {
 
     fn open(&self) -> CipherDir {
         let k = KeySource::MasterKey(MasterKey::from_hex(&self.key).unwrap());
-        CipherDir::open(&self.root, k, &OpenOptions::default()).unwrap()
+        CipherDir::open(&self.root, k, &corpus::gocryptfs_opts()).unwrap()
     }
 
     fn verify(&self) -> Report {
@@ -95,7 +95,7 @@ fn edit_conf(t: &Tree, f: impl Fn(&mut serde_json::Value)) -> Error {
     CipherDir::open(
         &t.root,
         KeySource::password_from_passfile(b"test-password-123").unwrap(),
-        &OpenOptions::default(),
+        &corpus::gocryptfs_opts(),
     )
     .unwrap_err()
 }
@@ -180,7 +180,7 @@ fn truncated_file() {
         e,
         vec![(FindingKind::BlockTooShort, Some("size1M".into()), Some(255))]
     );
-    let nk = verify_no_key(&t.root, &NoProgress).unwrap();
+    let nk = verify_no_key(&t.root, &Policy::default(), &NoProgress).unwrap();
     assert!(nk.findings.iter().any(|f| f.kind == FindingKind::Size));
     // A truncated header.
     let c2 = t.cipher("size4097");
@@ -267,7 +267,7 @@ fn wrong_password() {
     let err = CipherDir::open(
         &t.root,
         KeySource::password_from_passfile(b"not-the-password\n").unwrap(),
-        &OpenOptions::default(),
+        &corpus::gocryptfs_opts(),
     )
     .unwrap_err();
     assert!(matches!(err, Error::WrongPassword { .. }), "{err}");
@@ -279,7 +279,7 @@ fn wrong_password() {
 fn wrong_master_key() {
     let t = Tree::default_variant();
     let k = KeySource::MasterKey(MasterKey::from_bytes(&[0x55; 32]).unwrap());
-    let err = CipherDir::open(&t.root, k, &OpenOptions::default()).unwrap_err();
+    let err = CipherDir::open(&t.root, k, &corpus::gocryptfs_opts()).unwrap_err();
     assert!(matches!(err, Error::WrongMasterKey { .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::WrongKey);
 }
@@ -294,7 +294,13 @@ fn unknown_feature_flag() {
             .push("FutureFlag".into());
     });
     assert!(
-        matches!(&err, Error::Config { source: ConfigError::UnknownFlag(f), .. } if f == "FutureFlag"),
+        matches!(
+            &err,
+            Error::Config {
+                source: ConfigError::UnknownFlag { index: _ },
+                ..
+            }
+        ),
         "{err}"
     );
     assert_eq!(err.kind(), ErrorKind::BadCipherDir);
@@ -360,7 +366,7 @@ fn malformed_json() {
     let err = CipherDir::open(
         &t.root,
         KeySource::password_from_passfile(b"test-password-123").unwrap(),
-        &OpenOptions::default(),
+        &corpus::gocryptfs_opts(),
     )
     .unwrap_err();
     assert!(
@@ -388,7 +394,7 @@ fn bad_diriv_length() {
     let sub = dir.resolve(Path::new("subdir")).unwrap();
     let err = dir.read_dir(&sub).unwrap_err();
     assert!(err.to_string().contains("15 bytes, expected 16"), "{err}");
-    let nk = verify_no_key(&t.root, &NoProgress).unwrap();
+    let nk = verify_no_key(&t.root, &Policy::default(), &NoProgress).unwrap();
     assert!(nk.findings.iter().any(|f| f.kind == FindingKind::DirIv));
 }
 
@@ -410,7 +416,7 @@ fn non_canonical_base64_name() {
         .find(|f| f.kind == FindingKind::Name)
         .unwrap();
     assert!(f.message.contains("non-canonical"), "{}", f.message);
-    let nk = verify_no_key(&t.root, &NoProgress).unwrap();
+    let nk = verify_no_key(&t.root, &Policy::default(), &NoProgress).unwrap();
     assert!(
         nk.findings
             .iter()

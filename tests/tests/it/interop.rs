@@ -13,7 +13,9 @@ use gocryptfs_format::configfile::{Layout, NameLayout};
 use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree};
 use gocryptfs_format::verify::{VerifyOptions, verify, verify_no_key};
 use gocryptfs_format::writer::{InitOptions, encrypt_tree};
-use gocryptfs_format::{CipherDir, ContentAlgo, KeySource, MasterKey, NoProgress, OpenOptions};
+use gocryptfs_format::{
+    CipherDir, ContentAlgo, KeySource, MasterKey, NoProgress, OpenOptions, Policy,
+};
 
 const PASSWORD: &[u8] = b"interop password \xe2\x9c\x93";
 
@@ -44,7 +46,7 @@ fn gocryptfs_writes_we_read(args: &[&str], seed: u64) {
     assert!(tree::diff(&via_mount, &want, true, false).is_empty());
 
     let key = KeySource::password_from_passfile(&fs::read(&pass).unwrap()).unwrap();
-    let dir = CipherDir::open(&cipher, key, &OpenOptions::default()).unwrap();
+    let dir = CipherDir::open(&cipher, key, &e2e::corpus::gocryptfs_opts()).unwrap();
     let out = tmp.path().join("out");
     let s = decrypt_tree(&dir, &out, &DecryptOptions::default(), &NoProgress).unwrap();
     assert!(s.is_ok(), "{args:?}: {:?}", s.problems);
@@ -52,7 +54,7 @@ fn gocryptfs_writes_we_read(args: &[&str], seed: u64) {
     assert!(d.is_empty(), "{args:?}: {d:#?}");
     let r = verify(&dir, &VerifyOptions::default(), &NoProgress);
     assert!(r.is_ok(), "{args:?}: {:?}", r.findings);
-    let nk = verify_no_key(&cipher, &NoProgress).unwrap();
+    let nk = verify_no_key(&cipher, &e2e::corpus::gocryptfs_policy(), &NoProgress).unwrap();
     assert!(nk.is_ok(), "{args:?}: {:?}", nk.findings);
 }
 
@@ -118,7 +120,7 @@ fn gocryptfs_legacy_nohkdf_padded_names_tree_decrypts() {
                 long_name_max: 255,
             },
         },
-        ..OpenOptions::default()
+        ..e2e::corpus::gocryptfs_opts()
     };
     let dir = CipherDir::open(
         &cipher,

@@ -259,10 +259,12 @@ fn format_core_modules_import_only_lower_layers() {
     // Lowest first: a module may import modules of a lower rank only (style-anchors §7.2).
     let ranks: BTreeMap<&str, u32> = BTreeMap::from([
         ("error", 0),
+        ("safeio", 1),
         ("cryptocore", 1),
         ("contentenc", 2),
         ("configfile", 3),
         ("nametransform", 4),
+        ("policy", 4),
         ("reader", 4),
         ("listing", 5),
         ("cipherdir", 6),

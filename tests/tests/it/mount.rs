@@ -27,7 +27,7 @@ use e2e::skip_unless;
 use e2e::tree::{self, Rng, TreeOpts};
 use fuse_decrypt::{MountConfig, MountHandle, mount};
 use gocryptfs_format::contentenc::{HEADER_LEN, PLAIN_BS};
-use gocryptfs_format::{CipherDir, KeySource, MasterKey, OpenOptions};
+use gocryptfs_format::{CipherDir, KeySource, MasterKey};
 use sha2::{Digest, Sha256};
 
 // ------------------------------------------------------------------------- helpers ----
@@ -213,7 +213,7 @@ fn open_variant(root: &Path, name: &str, v: &Variant) -> CipherDir {
     } else {
         KeySource::password_from_passfile(corpus::manifest().password.as_bytes()).unwrap()
     };
-    CipherDir::open(root, key, &OpenOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"))
+    CipherDir::open(root, key, &corpus::gocryptfs_opts()).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -416,7 +416,7 @@ fn gocryptfs_tree_mounts_identically(args: &[&str], seed: u64) {
         s
     };
     let key = KeySource::password_from_passfile(&fs::read(&pass).unwrap()).unwrap();
-    let dir = CipherDir::open(&cipher, key, &OpenOptions::default()).unwrap();
+    let dir = CipherDir::open(&cipher, key, &corpus::gocryptfs_opts()).unwrap();
     let mnt = LibMount::new(dir, &tmp.path().join("ours"), &MountConfig::default());
     let got = tree::snapshot(mnt.path());
     let d = tree::diff(&got, &want, true, true);
@@ -481,7 +481,7 @@ fn own_tree(tmp: &Path, files: &[(&str, usize)]) -> (PathBuf, PathBuf) {
 
 fn open_own(cipher: &Path, tmp: &Path) -> CipherDir {
     let key = KeySource::password_from_passfile(&fs::read(tmp.join("pass")).unwrap()).unwrap();
-    CipherDir::open(cipher, key, &OpenOptions::default()).unwrap()
+    CipherDir::open(cipher, key, &corpus::gocryptfs_opts()).unwrap()
 }
 
 #[test]

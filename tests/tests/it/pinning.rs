@@ -18,7 +18,7 @@ use gocryptfs_format::NoProgress;
 use gocryptfs_format::manifest::{
     CheckError, CheckMode, Difference, EntryKind, Expected, Manifest, ModelDigest, check,
 };
-use gocryptfs_format::{CipherDir, KeySource, OpenOptions};
+use gocryptfs_format::{CipherDir, KeySource};
 use test_kbs::{Endpoint, KbsConfig, Policy, TestKbs};
 
 const PASSWORD: &str = "pin-s3cret";
@@ -126,7 +126,7 @@ fn open(cipher: &Path) -> CipherDir {
     CipherDir::open(
         cipher,
         KeySource::password_from_passfile(PASSWORD.as_bytes()).unwrap(),
-        &OpenOptions::default(),
+        &e2e::corpus::gocryptfs_opts(),
     )
     .unwrap()
 }

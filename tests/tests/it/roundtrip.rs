@@ -10,9 +10,7 @@ use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree};
 use gocryptfs_format::verify::{VerifyOptions, verify};
 use gocryptfs_format::walk::walk;
 use gocryptfs_format::writer::{InitOptions, encrypt_tree};
-use gocryptfs_format::{
-    Backend, CipherDir, ContentAlgo, FileKind, KeySource, NoProgress, OpenOptions,
-};
+use gocryptfs_format::{Backend, CipherDir, ContentAlgo, FileKind, KeySource, NoProgress};
 use proptest::prelude::*;
 
 fn layouts() -> impl Strategy<Value = Layout> {
@@ -63,7 +61,7 @@ fn round_trip(layout: Layout, seed: u64, backend: Backend) {
     let dir = CipherDir::open(
         &cipher,
         KeySource::password_from_passfile(b"pw").unwrap(),
-        &OpenOptions::default(),
+        &e2e::corpus::gocryptfs_opts(),
     )
     .unwrap();
     assert_eq!(dir.layout(), layout);
@@ -112,7 +110,7 @@ fn random_access_reads_match_sequential() {
     let dir = CipherDir::open(
         &cipher,
         KeySource::password_from_passfile(b"pw").unwrap(),
-        &OpenOptions::default(),
+        &e2e::corpus::gocryptfs_opts(),
     )
     .unwrap();
     let mut rng = tree::Rng::new(42);
@@ -179,8 +177,13 @@ fn master_key_check_skips_hole_blocks() {
     };
     let dir = init_with_key(&cipher, &key, b"pw", &opts).unwrap();
     gocryptfs_format::writer::encrypt_tree_into(&dir, &plain, &NoProgress).unwrap();
-    CipherDir::open(&cipher, KeySource::MasterKey(key), &OpenOptions::default()).unwrap();
+    CipherDir::open(
+        &cipher,
+        KeySource::MasterKey(key),
+        &e2e::corpus::gocryptfs_opts(),
+    )
+    .unwrap();
     let wrong = KeySource::MasterKey(MasterKey::from_bytes(&[8u8; 32]).unwrap());
-    let err = CipherDir::open(&cipher, wrong, &OpenOptions::default()).unwrap_err();
+    let err = CipherDir::open(&cipher, wrong, &e2e::corpus::gocryptfs_opts()).unwrap_err();
     assert!(matches!(err, Error::WrongMasterKey { .. }), "{err}");
 }

@@ -135,7 +135,8 @@ fn secrets_once_with_model_job_uses_one_attestation() {
     // A model encrypted with our writer, its password in the KBS.
     let (_s0, plain, cipher) = encrypted_model(&bin);
     let s = setup(&format!(
-        "\n[model]\ncipherdir = \"{}\"\nkey = \"kbs:///default/model/password\"\ndecrypt_to = \"plain-out\"\n",
+        // The generated model holds an absolute symlink: opted in through the config key.
+        "\n[policy]\nallow_outside_symlinks = true\n[model]\ncipherdir = \"{}\"\nkey = \"kbs:///default/model/password\"\ndecrypt_to = \"plain-out\"\n",
         cipher.display()
     ));
     s.kbs
@@ -324,7 +325,7 @@ fn start_with_model_mount(bin: &Path) -> (MountedSecrets, Daemon) {
     let mnt = model.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     let s = setup(&format!(
-        "\n[model]\ncipherdir = \"{}\"\nkey = \"kbs:///default/model/password\"\nmount_at = \"{}\"\nready_file = \"ready\"\noptions = \"allow_other\"\n",
+        "\n[policy]\nallow_outside_symlinks = true\n[model]\ncipherdir = \"{}\"\nkey = \"kbs:///default/model/password\"\nmount_at = \"{}\"\nready_file = \"ready\"\noptions = \"allow_other\"\n",
         cipher.display(),
         mnt.display()
     ));
