@@ -70,6 +70,10 @@ pub(crate) struct GlobalArgs {
     /// default in decrypted files and in the mount).
     #[arg(long, global = true, help_heading = "Policy (opt-ins)")]
     pub(crate) preserve_modes: bool,
+    /// Read whole all-zero blocks (holes) as zeros, as gocryptfs does, for trees that really
+    /// hold sparse files. Refused by default: the storage can zero any block without the key.
+    #[arg(long, global = true, help_heading = "Policy (opt-ins)")]
+    pub(crate) allow_holes: bool,
     /// Most memory scrypt may use for gocryptfs.conf's cost (default 512MiB, 8x gocryptfs'
     /// default); a costlier config is refused before anything is allocated.
     #[arg(

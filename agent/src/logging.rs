@@ -10,9 +10,12 @@ use std::io::{self, Write};
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
 
+use gocryptfs_format::escape::escape_text;
 use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::MakeExt as _;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format;
 
 use crate::cli::{GlobalArgs, LogFormat};
 
@@ -42,6 +45,19 @@ pub(crate) fn init(g: &GlobalArgs, daemon: bool) {
         LogFormat::Text => builder
             .with_ansi(!daemon && io::IsTerminal::is_terminal(&io::stderr()))
             .without_time()
+            // Messages and fields may carry names from the cipher tree (the host's): one
+            // event is one line, with control characters escaped, never a forged line.
+            .fmt_fields(
+                format::debug_fn(|w, field, value| {
+                    let text = escape_text(&format!("{value:?}"));
+                    if field.name() == "message" {
+                        w.write_str(&text)
+                    } else {
+                        write!(w, "{}={text}", field.name())
+                    }
+                })
+                .delimited(" "),
+            )
             .try_init(),
     };
 }

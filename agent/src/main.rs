@@ -70,8 +70,13 @@ fn report(err: &anyhow::Error, format: cli::LogFormat) -> ExitCode {
     }
     let code = exit::classify(err);
     let mut stderr = std::io::stderr().lock();
-    // The context chain joined with ": " on one line, then the fix.
+    // The context chain joined with ": " on one line, then the fix; names from the cipher
+    // tree cannot break the line or drive the terminal.
     let message = exit::message(err);
+    let message = match format {
+        cli::LogFormat::Text => gocryptfs_format::escape::escape_text(&message),
+        cli::LogFormat::Json => message,
+    };
     let _ = match format {
         cli::LogFormat::Text => writeln!(stderr, "ccmount: error: {message}"),
         cli::LogFormat::Json => writeln!(

@@ -130,6 +130,43 @@ fn apply(c: &mut MountConfig, opt: &str) -> Result<(), String> {
         .split_once('=')
         .map_or((opt, None), |(k, v)| (k, Some(v)));
     let need = || v.ok_or_else(|| format!("mount option {k} needs a value"));
+    // A switch takes no value: `default_permissions=0` must not silently turn it on.
+    const SWITCHES: [&str; 29] = [
+        "ro",
+        "nosuid",
+        "nodev",
+        "exec",
+        "atime",
+        "relatime",
+        "nodiratime",
+        "strictatime",
+        "lazytime",
+        "async",
+        "kernel_cache",
+        "auto_cache",
+        "rw",
+        "suid",
+        "dev",
+        "noexec",
+        "noatime",
+        "allow_other",
+        "allow_root",
+        "default_permissions",
+        "nonempty",
+        "direct_io",
+        "defaults",
+        "auto",
+        "noauto",
+        "nouser",
+        "_netdev",
+        "nofail",
+        "sync",
+    ];
+    if v.is_some() && SWITCHES.contains(&k) {
+        return Err(format!(
+            "mount option {k} takes no value (got {k}=...): give it as plain {k}"
+        ));
+    }
     match k {
         // ccmount mounts are always read-only, nosuid and nodev (like gocryptfs -ro).
         "ro" | "nosuid" | "nodev" | "exec" | "atime" | "relatime" | "nodiratime"
@@ -145,7 +182,16 @@ fn apply(c: &mut MountConfig, opt: &str) -> Result<(), String> {
         "default_permissions" => c.default_permissions = true,
         "nonempty" => c.nonempty = true,
         "direct_io" => c.direct_io = true,
-        "fsname" => c.fsname = Some(need()?.into()),
+        "fsname" => {
+            let s = need()?;
+            if s.is_empty() || s.contains(['\\', ',']) || s.chars().any(char::is_control) {
+                return Err(
+                    "fsname= must be a non-empty name without backslashes, commas or control characters"
+                        .into(),
+                );
+            }
+            c.fsname = Some(s.into());
+        }
         "subtype" => {
             let s = need()?;
             if s.is_empty() || s.contains([',', ' ', '/']) {
@@ -297,6 +343,11 @@ mod tests {
             "fsname",
             "read_ahead_kb=x",
             "subtype=a/b",
+            "fsname=",
+            "fsname=a\\b",
+            "default_permissions=0",
+            "allow_other=1",
+            "ro=no",
         ] {
             assert!(opts(&[o]).is_err(), "{o}");
         }

@@ -1,5 +1,5 @@
 //! The run's [`Policy`] (what the storage host may not choose): the flags
-//! `--allow-plaintextnames`, `--allow-outside-symlinks`, `--preserve-modes`,
+//! `--allow-plaintextnames`, `--allow-outside-symlinks`, `--preserve-modes`, `--allow-holes`,
 //! `--max-scrypt-memory`, or the keys of the same names in the `[policy]` table of
 //! `--config`. A flag turns an opt-in on; the file can turn it on too; nothing turns the
 //! defaults off silently. Resolved once per process, on first use.
@@ -27,6 +27,7 @@ struct PolicyTable {
     allow_plaintextnames: Option<bool>,
     allow_outside_symlinks: Option<bool>,
     preserve_modes: Option<bool>,
+    allow_holes: Option<bool>,
     max_scrypt_memory: Option<toml::Value>,
 }
 
@@ -74,6 +75,7 @@ fn resolve(global: &GlobalArgs) -> Result<Policy> {
         allow_outside_symlinks: global.allow_outside_symlinks
             || table.allow_outside_symlinks.unwrap_or(false),
         preserve_modes: global.preserve_modes || table.preserve_modes.unwrap_or(false),
+        allow_holes: global.allow_holes || table.allow_holes.unwrap_or(false),
         max_scrypt_memory,
     })
 }

@@ -121,6 +121,7 @@ fn start(g: &GlobalArgs, a: &MountPlan, stage: &Mutex<Stage>) -> Result<Live> {
     // Cheap checks first: no point in running scrypt or attesting for a mount that cannot be.
     let mountpoint = fuse::preflight(&a.mountpoint, cfg.nonempty)?;
     let cipherdir = std::fs::canonicalize(&a.cipherdir).unwrap_or_else(|_| a.cipherdir.clone());
+    fuse::refuse_overlap(&cipherdir, &mountpoint)?;
     // The pin (a kbs:/// one on the same attested session as the key) is resolved first.
     let pin = pin::resolve(&a.expect)?;
     let key = keys::load(&a.key)?;

@@ -13,7 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// Mounting or unmounting failed.
-    #[error("{path}: {source}", path = .path.display())]
+    #[error("{path}: {source}", path = gocryptfs_format::escape::escaped(.path))]
     Mount {
         /// The mount point (or `/dev/fuse`).
         path: PathBuf,
@@ -75,8 +75,8 @@ pub enum MountError {
     /// A mount option that cannot be passed to the kernel safely.
     #[error("invalid mount option: {0}")]
     Option(String),
-    /// The mount point lies inside the cipher directory it would serve.
-    #[error("the mount point is inside the cipher directory {0}")]
+    /// The mount point lies inside the cipher directory it would serve, or contains it.
+    #[error("the mount point and the cipher directory {} overlap (one is inside the other)", gocryptfs_format::escape::escaped(.0))]
     InsideCipherDir(PathBuf),
     /// The mount failed for another reason.
     #[error("mount failed: {0}")]

@@ -28,6 +28,7 @@ use fuser::{
 };
 use tracing::{debug, warn};
 
+use gocryptfs_format::escape::escaped;
 use gocryptfs_format::manifest::{EntryKind, VerifiedTree};
 use gocryptfs_format::{CipherDir, CipherFile, Entry, Error, FileKind};
 
@@ -40,6 +41,9 @@ pub(crate) const MAX_REQUEST: u32 = 1 << 20;
 const MAX_READ_BUF: usize = 16 << 20;
 /// Distinct (file, block) authentication failures logged before staying quiet.
 const MAX_WARNED: usize = 4096;
+/// Keys of directory summaries in the warned set: counts down from here, below the
+/// per-file key `u64::MAX`.
+const HIDDEN_KEY: u64 = u64::MAX - 1;
 /// Largest xattr list or value we return (the kernel's limit).
 const XATTR_MAX: usize = 64 * 1024;
 
@@ -170,7 +174,7 @@ impl CcFs {
         let key = (path.to_path_buf(), u64::MAX);
         let mut w = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
         if w.len() < MAX_WARNED && w.insert(key) {
-            warn!("{}: refused: {why} (the mount is pinned)", path.display());
+            warn!("{}: refused: {why} (the mount is pinned)", escaped(path));
         }
     }
 
@@ -303,12 +307,31 @@ impl CcFs {
             self.report("readdir", &e);
             errno_of(&e)
         })?;
-        for p in &listing.problems {
-            if p.warning {
-                debug!("readdir {}: {}", entry.plain_path.display(), p.error);
+        // One summary per directory (and per change of its count), however many bad names
+        // the host planted: never a log line per entry on every `ls`.
+        let hidden = listing.problems.iter().filter(|p| !p.warning).count();
+        let harmless = listing.problems.len() - hidden;
+        if let Some(first) = listing.problems.iter().find(|p| !p.warning) {
+            let key = (entry.plain_path.clone(), HIDDEN_KEY - hidden as u64);
+            let mut w = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
+            if w.len() < MAX_WARNED && w.insert(key) {
+                warn!(
+                    "readdir {}: {hidden} entries hidden (they do not decrypt or are damaged; the first: {})",
+                    escaped(&entry.plain_path),
+                    first.error
+                );
             } else {
-                self.report("readdir (entry hidden)", &p.error);
+                debug!(
+                    "readdir {}: {hidden} entries hidden",
+                    escaped(&entry.plain_path)
+                );
             }
+        }
+        if harmless > 0 {
+            debug!(
+                "readdir {}: {harmless} harmless leftovers skipped",
+                escaped(&entry.plain_path)
+            );
         }
         let parent = self.inodes.parent(ino.0).unwrap_or(ROOT);
         let mut items = Vec::with_capacity(listing.entries.len() + 2);

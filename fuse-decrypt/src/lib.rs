@@ -48,6 +48,25 @@ use gocryptfs_format::CipherDir;
 use gocryptfs_format::manifest::VerifiedTree;
 
 pub use error::{Error, MountError, MountErrorKind, Result};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fsname_cannot_add_options_or_lines() {
+        let f = |s: &str| {
+            fsname_of(std::ffi::OsStr::new(s))
+                .into_string()
+                .unwrap_or_default()
+        };
+        assert_eq!(f("/data/enc"), "/data/enc");
+        assert_eq!(f("/data/x,rw,max_read=4096"), "/data/x_rw_max_read=4096");
+        assert_eq!(f("/a\\,b\nc"), "/a__b_c");
+        assert_eq!(f("/my models/llama"), "/my models/llama");
+        assert_eq!(f(""), "ccmount");
+    }
+}
 pub use sys::Unmounted;
 
 /// Default bdi readahead after mounting, in KiB: several 1 MiB requests in flight.
@@ -142,10 +161,7 @@ impl MountConfig {
         sys::KernelMount {
             flags,
             data,
-            source: self
-                .fsname
-                .clone()
-                .unwrap_or_else(|| cipher_root.as_os_str().to_os_string()),
+            source: fsname_of(self.fsname.as_deref().unwrap_or(cipher_root.as_os_str())),
             subtype: self.subtype.clone(),
         }
     }
@@ -169,6 +185,30 @@ impl MountConfig {
             o.push(MountOption::DefaultPermissions);
         }
         o
+    }
+}
+
+/// The mount table's source column for `name`, safe to pass inside a mount option string:
+/// the cipher path (which the storage host may have chosen: `x,rw,max_read=4096`) must not
+/// add options (`,`), escape (`\\`) or forge mount-table lines (control characters), so those
+/// become `_`; a name that is not UTF-8 becomes lossy text.
+#[must_use]
+pub fn fsname_of(name: &std::ffi::OsStr) -> OsString {
+    let text: String = name
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c == ',' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if text.is_empty() {
+        "ccmount".into()
+    } else {
+        text.into()
     }
 }
 
@@ -334,6 +374,7 @@ pub fn mount_pinned(
     pin: Option<Arc<VerifiedTree>>,
 ) -> Result<MountHandle, Error> {
     let mnt = sys::check_mountpoint(mountpoint, cfg.nonempty)?;
+    refuse_overlap(dir.root(), &mnt)?;
     let km = cfg.kernel_mount(dir.root());
     let threads = cfg.thread_count().clamp(1, 64);
     let mut fcfg = fuser::Config::default();
@@ -409,6 +450,21 @@ pub fn mount_pinned(
         }
     }
     Ok(handle)
+}
+
+/// Refuses a mount point inside the cipher directory (gocryptfs refuses it too: the daemon
+/// would read its own mount) or one that contains it (the mount would hide the storage the
+/// daemon reads), before anything is mounted.
+///
+/// # Errors
+/// [`MountError::InsideCipherDir`]; I/O resolving the cipher root.
+pub fn refuse_overlap(cipher_root: &Path, mnt: &Path) -> Result<(), Error> {
+    let cipher =
+        std::fs::canonicalize(cipher_root).map_err(|e| Error::io("resolving", cipher_root, e))?;
+    if mnt.starts_with(&cipher) || cipher.starts_with(mnt) {
+        return Err(Error::mount(mnt, MountError::InsideCipherDir(cipher)));
+    }
+    Ok(())
 }
 
 /// Maps fuser's fusermount3 errors (which carry fusermount3's stderr) to [`MountError`].

@@ -197,15 +197,15 @@ impl CipherDir {
         let layout = config
             .as_ref()
             .map_or(opts.layout_without_config, Config::layout);
-        let mut dir = Self::from_parts(root, config, layout, &master, opts.backend)?;
-        dir.policy = opts.policy;
+        let dir = Self::build(root, config, layout, &master, opts.backend, opts.policy)?;
         if opts.check_master_key && key_unchecked {
             dir.check_key()?;
         }
         Ok(dir)
     }
 
-    /// Builds a `CipherDir` from an already unlocked key (used by the writer and tests).
+    /// Builds a `CipherDir` from an already unlocked key (used by the writer and tests), with
+    /// the default policy.
     ///
     /// # Errors
     /// [`Error::Key`] if the cipher cannot be set up.
@@ -215,6 +215,17 @@ impl CipherDir {
         layout: Layout,
         master: &MasterKey,
         backend: Backend,
+    ) -> Result<Self> {
+        Self::build(root, config, layout, master, backend, Policy::default())
+    }
+
+    fn build(
+        root: &Path,
+        config: Option<Config>,
+        layout: Layout,
+        master: &MasterKey,
+        backend: Backend,
+        policy: Policy,
     ) -> Result<Self> {
         let cipher = ContentCipher::from_master(layout.content, backend, master, layout.hkdf)
             .map_err(|_| {
@@ -226,10 +237,10 @@ impl CipherDir {
             root: root.to_path_buf(),
             config,
             layout,
-            content: Arc::new(ContentEnc::new(cipher)),
+            content: Arc::new(ContentEnc::new(cipher).allow_holes(policy.allow_holes)),
             names: NameTransform::new(layout.names, master, layout.hkdf),
             diriv_cache: RwLock::new(HashMap::new()),
-            policy: Policy::default(),
+            policy,
         })
     }
 

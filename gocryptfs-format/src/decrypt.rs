@@ -28,7 +28,7 @@ use crate::Progress;
 use crate::cipherdir::{CipherDir, Entry, FileKind};
 use crate::contentenc::{PIECE_BLOCKS, PLAIN_BS};
 use crate::cryptocore::fill_random;
-use crate::error::{CorruptError, Error, ErrorKind, Result};
+use crate::error::{BlockError, BlockErrorKind, CorruptError, Error, ErrorKind, Result};
 use crate::manifest::{EntryKind, Manifest};
 use crate::reader::CipherFile;
 use crate::walk::walk;
@@ -67,6 +67,8 @@ pub struct DecryptSummary {
     pub symlinks: u64,
     /// Plaintext bytes written.
     pub bytes: u64,
+    /// All-zero (hole) blocks accepted as zeros (only with the `allow_holes` opt-in).
+    pub holes: u64,
     /// Entries removed from OUTDIR because the pinned manifest does not list them (a
     /// pinned run with `force`).
     pub removed: u64,
@@ -305,21 +307,22 @@ fn decrypt_impl(
     // Largest first, one file per work item, and large files split into pieces too: measured
     // faster than keeping each large file on one thread (tests/bench, docs/benchmarks.md).
     files.sort_by_key(|e| std::cmp::Reverse(e.plain_size));
-    let results: Vec<(u64, Option<Error>)> = files
+    let results: Vec<((u64, u64), Option<Error>)> = files
         .par_iter()
         .with_max_len(1)
         .map(
             |e| match write_file(dir, &root_fd, e, opts.force, pin, progress) {
                 Ok(n) => (n, None),
-                Err(err) => (0, Some(err)),
+                Err(err) => ((0, 0), Some(err)),
             },
         )
         .collect();
-    for (e, (n, err)) in files.iter().zip(results) {
+    for (e, ((n, holes), err)) in files.iter().zip(results) {
         match err {
             None => {
                 summary.files += 1;
                 summary.bytes += n;
+                summary.holes += holes;
             }
             Some(err) => report(&e.plain_path, err),
         }
@@ -393,7 +396,10 @@ fn prune(root: &OwnedFd, rel: &Path, keep: &HashSet<&Path>, removed: &mut u64) -
 /// Refuses an OUTDIR inside the cipher directory (plaintext would land in the storage the
 /// host holds) or containing it (a forced run could replace the cipher tree), before
 /// anything is written.
-fn refuse_overlap(cipher_root: &Path, out: &Path) -> Result<()> {
+///
+/// # Errors
+/// [`Error::Refused`]; I/O resolving either path.
+pub fn refuse_overlap(cipher_root: &Path, out: &Path) -> Result<()> {
     let cipher =
         fs::canonicalize(cipher_root).map_err(|e| Error::io("resolving", cipher_root, e))?;
     let out_abs = resolve_lexically(out).map_err(|e| Error::io("resolving", out, e))?;
@@ -615,7 +621,7 @@ fn write_file(
     force: bool,
     pin: Option<&Manifest>,
     progress: &dyn Progress,
-) -> Result<u64> {
+) -> Result<(u64, u64)> {
     let cf = dir.open_file(e)?;
     let pinned = match pin.and_then(|p| p.get(&e.plain_path)).map(|p| &p.kind) {
         Some(EntryKind::File(f)) => Some(*f),
@@ -640,8 +646,8 @@ fn write_file(
     )
     .map_err(|err| Error::io("creating", &e.plain_path, err.into()))?;
     let out = File::from(fd);
-    let res = (|| -> Result<u64> {
-        write_pieces(&cf, &out, progress)?;
+    let res = (|| -> Result<(u64, u64)> {
+        let holes = write_pieces(&cf, &out, progress)?;
         out.set_len(cf.plain_size())
             .map_err(|err| Error::io("writing", &e.plain_path, err))?;
         if let Some(f) = &pinned
@@ -671,7 +677,7 @@ fn write_file(
             .map_err(|err| Error::io("setting the mode of", &e.plain_path, err.into()))?;
         rustix::fs::futimens(&out, &timestamps(&e.meta))
             .map_err(|err| Error::io("setting the times of", &e.plain_path, err.into()))?;
-        Ok(cf.plain_size())
+        Ok((cf.plain_size(), holes))
     })();
     match res {
         Ok(n) => {
@@ -706,11 +712,25 @@ fn hash_written(out: &File, path: &Path) -> Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
-/// Decrypts every piece of `cf` into `out`, in parallel. Hole blocks are not written, so
-/// holes stay holes. Fails with the first bad block.
-fn write_pieces(cf: &CipherFile, out: &File, progress: &dyn Progress) -> Result<()> {
+/// Decrypts every piece of `cf` into `out`, in parallel. A hole block fails the file unless
+/// holes are allowed; allowed hole blocks are not written, so holes stay holes. Fails with
+/// the first bad block.
+fn write_pieces(cf: &CipherFile, out: &File, progress: &dyn Progress) -> Result<u64> {
+    if !cf.content().holes_allowed()
+        && let Some(r) = cf.fs_hole_blocks().first()
+    {
+        // A sparse cipher file: refused at once, without reading its holes block by block.
+        return Err(Error::from_block(
+            cf.path().to_path_buf(),
+            BlockError {
+                block: r.start,
+                kind: BlockErrorKind::Hole,
+            },
+        ));
+    }
     let blocks = cf.blocks();
     let pieces: Vec<u64> = (0..blocks).step_by(PIECE_BLOCKS as usize).collect();
+    let holes = std::sync::atomic::AtomicU64::new(0);
     let one = |&first: &u64| -> Result<()> {
         BUFS.with(|cell| {
             let mut guard = cell.borrow_mut();
@@ -738,15 +758,20 @@ fn write_pieces(cf: &CipherFile, out: &File, progress: &dyn Progress) -> Result<
                     run = Some(i);
                 }
             }
+            holes.fetch_add(
+                piece.holes.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
             progress.advance(piece.plain_len as u64);
             Ok(())
         })
     };
     if pieces.len() > 1 {
-        pieces.par_iter().try_for_each(one)
+        pieces.par_iter().try_for_each(one)?;
     } else {
-        pieces.iter().try_for_each(one)
+        pieces.iter().try_for_each(one)?;
     }
+    Ok(holes.into_inner())
 }
 
 fn finish_dir(dir: &CipherDir, root: &OwnedFd, e: &Entry) -> Result<()> {

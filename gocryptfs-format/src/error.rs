@@ -19,7 +19,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// `gocryptfs.conf` could not be parsed, or uses a feature or parameter we refuse.
-    #[error("{path}: {source}", path = .path.display())]
+    #[error("{path}: {source}", path = crate::escape::escaped(.path))]
     Config {
         /// The config file.
         path: PathBuf,
@@ -30,7 +30,7 @@ pub enum Error {
     /// The password did not unlock the master key.
     #[error(
         "wrong password for {path}: the master key did not authenticate (or gocryptfs.conf was altered); check the password file",
-        path = .path.display()
+        path = crate::escape::escaped(.path)
     )]
     WrongPassword {
         /// The config file.
@@ -39,7 +39,7 @@ pub enum Error {
     /// A master key was given, and nothing checked with it authenticates.
     #[error(
         "wrong master key for {path}: no file block or name checked with it authenticates (or all of them are corrupt); check the key",
-        path = .path.display()
+        path = crate::escape::escaped(.path)
     )]
     WrongMasterKey {
         /// The cipher directory.
@@ -48,7 +48,7 @@ pub enum Error {
     /// A content block failed authentication: tampered, corrupt, moved, or the wrong key.
     #[error(
         "{path}: block {block} failed authentication (tampered, corrupt or moved); restore the file from a good copy",
-        path = .path.display()
+        path = crate::escape::escaped(.path)
     )]
     Authentication {
         /// The file (plaintext path when known, else the cipher path).
@@ -57,7 +57,7 @@ pub enum Error {
         block: u64,
     },
     /// A content block is malformed (too short, all-zero nonce).
-    #[error("{path}: block {block}: {kind}; restore the file from a good copy", path = .path.display())]
+    #[error("{path}: block {block}: {kind}; restore the file from a good copy", path = crate::escape::escaped(.path))]
     Block {
         /// The file.
         path: PathBuf,
@@ -68,7 +68,7 @@ pub enum Error {
     },
     /// Structural corruption: a bad header, an impossible size, a bad diriv, name, long-name
     /// file, symlink target or xattr.
-    #[error("{path}: {source}", path = .path.display())]
+    #[error("{path}: {source}", path = crate::escape::escaped(.path))]
     Corrupt {
         /// The cipher-side path of the broken item.
         path: PathBuf,
@@ -77,7 +77,7 @@ pub enum Error {
         source: CorruptError,
     },
     /// A local I/O operation failed.
-    #[error("{op} {path}: {source}", path = .path.display())]
+    #[error("{op} {path}: {source}", path = crate::escape::escaped(.path))]
     Io {
         /// What we were doing ("reading", "creating", ...).
         op: &'static str,
@@ -88,7 +88,7 @@ pub enum Error {
         source: io::Error,
     },
     /// The input cannot be represented in a gocryptfs tree, or the output would be unsafe.
-    #[error("{path}: {reason}", path = .path.display())]
+    #[error("{path}: {reason}", path = crate::escape::escaped(.path))]
     Refused {
         /// The path involved.
         path: PathBuf,
@@ -96,7 +96,7 @@ pub enum Error {
         reason: String,
     },
     /// The output directory exists and is not empty.
-    #[error("{path}: output directory is not empty", path = .path.display())]
+    #[error("{path}: output directory is not empty", path = crate::escape::escaped(.path))]
     OutputNotEmpty {
         /// The output directory.
         path: PathBuf,
@@ -313,6 +313,8 @@ pub enum BlockErrorKind {
     TooShort,
     /// The nonce is all zero, and the block is not a whole all-zero hole block.
     AllZeroNonce,
+    /// A whole all-zero block (a hole): zeros no key authenticates, refused by default.
+    Hole,
 }
 
 impl fmt::Display for BlockErrorKind {
@@ -321,6 +323,9 @@ impl fmt::Display for BlockErrorKind {
             BlockErrorKind::Authentication => "failed authentication (tampered, corrupt or moved)",
             BlockErrorKind::TooShort => "block is too short (file truncated)",
             BlockErrorKind::AllZeroNonce => "all-zero nonce (zeroed or truncated data)",
+            BlockErrorKind::Hole => {
+                "all-zero block (a hole: zeros that no key authenticates; the storage can zero any block)"
+            }
         })
     }
 }
@@ -385,6 +390,12 @@ pub enum CorruptError {
         name: String,
         /// What is wrong.
         reason: String,
+    },
+    /// A file larger than any model file (1 TiB of plaintext): refused before any work.
+    #[error("impossible plaintext size of {size} bytes (more than 1 TiB)")]
+    Absurd {
+        /// The plaintext size the ciphertext size implies.
+        size: u64,
     },
     /// The entry is not what the pinned manifest says (`decrypt` with a pin: the storage
     /// changed after the check).

@@ -44,6 +44,7 @@ pub mod contentenc;
 pub mod cryptocore;
 pub mod decrypt;
 mod error;
+pub mod escape;
 mod listing;
 pub mod manifest;
 pub mod nametransform;

@@ -5,7 +5,7 @@
 //! authenticated by the key, so the host can rewrite them. ccmount fails closed on each
 //! (`docs/threat-model.md`, "Hostile host"): a layout weaker than what ccmount writes, a
 //! scrypt cost above a memory bound, a symlink that leaves the tree, setuid/setgid/sticky
-//! and group/other-write modes. gocryptfs itself accepts all of them.
+//! and group/other-write modes, all-zero (hole) blocks. gocryptfs itself accepts all of them.
 
 use std::ffi::OsStr;
 use std::path::{Component, Path};
@@ -21,6 +21,9 @@ pub struct Policy {
     pub allow_outside_symlinks: bool,
     /// Keep setuid/setgid/sticky and group/other write bits from the tree.
     pub preserve_modes: bool,
+    /// Read whole all-zero blocks (holes) as zeros, as gocryptfs does, instead of refusing
+    /// them: for trees that really hold sparse files. The host can zero any block.
+    pub allow_holes: bool,
     /// Largest scrypt memory (and a quarter of the work) a config may ask for, in bytes.
     pub max_scrypt_memory: u64,
 }
@@ -31,6 +34,7 @@ impl Default for Policy {
             allow_plaintext_names: false,
             allow_outside_symlinks: false,
             preserve_modes: false,
+            allow_holes: false,
             max_scrypt_memory: DEFAULT_MAX_MEMORY,
         }
     }

@@ -23,6 +23,10 @@ thread_local! {
     static CT_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Largest plaintext file accepted (1 TiB): far above any model file, far below what a
+/// sparse file can claim.
+pub const MAX_PLAIN_SIZE: u64 = 1 << 40;
+
 /// One open ciphertext file. `Send + Sync`: `read_at` takes `&self` and may run on many
 /// threads at once (it uses `pread`, never the file position).
 #[derive(Debug)]
@@ -78,6 +82,11 @@ impl CipherFile {
                 path,
                 CorruptError::Header(HeaderError::Short(cipher_size)),
             ));
+        }
+        let implied = content.geometry().cipher_to_plain_size(cipher_size);
+        if implied > MAX_PLAIN_SIZE {
+            // A sparse 4 EiB file reads as zeros forever: refuse before any work.
+            return Err(Error::corrupt(path, CorruptError::Absurd { size: implied }));
         }
         let (id, plain_size) = if cipher_size <= HEADER_LEN {
             (None, 0)
@@ -300,6 +309,22 @@ impl CipherFile {
         Ok(piece)
     }
 
+    /// Runs of whole blocks `[first, end)` that lie entirely in file-system holes of the
+    /// ciphertext (found with `SEEK_DATA`/`SEEK_HOLE`, without reading): they read as
+    /// all-zero blocks. Empty when the file system cannot tell (then reads find them).
+    #[must_use]
+    pub fn fs_hole_blocks(&self) -> Vec<std::ops::Range<u64>> {
+        let geo = self.content.geometry();
+        let cbs = geo.cipher_bs();
+        if self.cipher_size <= HEADER_LEN {
+            return Vec::new();
+        }
+        let Some(segs) = safeio::data_segments(&self.file, self.cipher_size) else {
+            return Vec::new();
+        };
+        hole_blocks_between(&segs, self.cipher_size, cbs)
+    }
+
     /// A `Read + Seek` view of the plaintext.
     #[must_use]
     pub fn reader(&self) -> FileReader<'_> {
@@ -342,6 +367,32 @@ impl Seek for FileReader<'_> {
         self.pos = new;
         Ok(new)
     }
+}
+
+/// The runs of whole cipher blocks `[first, end)` of a file of `cipher_size` bytes that no
+/// data segment `[start, end)` touches (blocks of `cbs` bytes after the 18-byte header).
+pub(crate) fn hole_blocks_between(
+    segs: &[(u64, u64)],
+    cipher_size: u64,
+    cbs: u64,
+) -> Vec<std::ops::Range<u64>> {
+    let full_blocks = cipher_size.saturating_sub(HEADER_LEN) / cbs;
+    let mut out = Vec::new();
+    let mut prev = 0u64;
+    for &(s, e) in segs
+        .iter()
+        .chain(std::iter::once(&(cipher_size, cipher_size)))
+    {
+        if s > prev {
+            let first = prev.saturating_sub(HEADER_LEN).div_ceil(cbs);
+            let end = (s.saturating_sub(HEADER_LEN) / cbs).min(full_blocks);
+            if first < end {
+                out.push(first..end);
+            }
+        }
+        prev = prev.max(e);
+    }
+    out
 }
 
 /// Checks a header without a key (for the structural verify).

@@ -79,6 +79,29 @@ pub(crate) fn read_small(path: &Path, max: u64) -> Result<Option<Vec<u8>>, OpenF
     Ok(Some(buf))
 }
 
+/// The data segments `[start, end)` of `f` (of `size` bytes) by `SEEK_DATA`/`SEEK_HOLE`:
+/// everything outside them is a file-system hole, which reads as zeros without any I/O.
+/// `None` when the file system cannot say (then every byte counts as data).
+pub(crate) fn data_segments(f: &File, size: u64) -> Option<Vec<(u64, u64)>> {
+    use rustix::fs::{SeekFrom, seek};
+    let mut out = Vec::new();
+    let mut off = 0u64;
+    while off < size {
+        let start = match seek(f, SeekFrom::Data(off)) {
+            Ok(s) => s,
+            Err(rustix::io::Errno::NXIO) => break,
+            Err(_) => return None,
+        };
+        let end = seek(f, SeekFrom::Hole(start)).ok()?.min(size);
+        if end <= start {
+            return None;
+        }
+        out.push((start, end));
+        off = end;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
@@ -116,5 +139,29 @@ mod tests {
             open_regular(&d.path().join("missing")),
             Err(OpenFail::Io(_))
         ));
+    }
+
+    #[test]
+    fn sparse_segments() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sparse");
+        let f = File::options()
+            .create_new(true)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        f.set_len(1 << 30).unwrap();
+        use std::os::unix::fs::FileExt as _;
+        f.write_all_at(&[1u8; 8192], 1 << 20).unwrap();
+        if let Some(segs) = data_segments(&f, 1 << 30) {
+            // A file system that reports holes: one small data segment around 1 MiB.
+            let total: u64 = segs.iter().map(|(s, e)| e - s).sum();
+            assert!(total < 1 << 24, "{segs:?}");
+            assert!(
+                segs.iter()
+                    .any(|&(s, e)| s <= 1 << 20 && e >= (1 << 20) + 8192)
+            );
+        }
     }
 }

@@ -6,8 +6,9 @@
 //! `WriteLongNameAt`); spec §2.7, §3.1, §3.5, §2.8. Invariants kept: a fresh random file ID
 //! per file and a fresh random nonce per block; the header only for non-empty files; long
 //! names write their `.name` file (0444, `O_EXCL`) before the entry; `gocryptfs.diriv` (0444)
-//! in every new directory; the **hole invariant** — only whole blocks that are holes in the
-//! source become all-zero blocks (OS holes), and only full 4096-byte blocks.
+//! in every new directory; **no holes** — every block is encrypted, zeros and source holes
+//! included, so a tree we write never holds an all-zero (unauthenticated) block and never
+//! needs the `allow_holes` opt-in (gocryptfs keeps source holes as all-zero blocks).
 
 use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes};
@@ -230,7 +231,7 @@ impl<'a> Writer<'a> {
         let rel = self.place(parent, name)?;
         let abs = self.abs(&rel);
         let out = create_new(&abs)?;
-        let id = self.encrypt_into(&out, &abs, data.len() as u64, &[], |off, buf| {
+        let id = self.encrypt_into(&out, &abs, data.len() as u64, |off, buf| {
             let s = usize::try_from(off).unwrap_or(usize::MAX);
             let src = data.get(s..s.saturating_add(buf.len())).unwrap_or_default();
             buf.get_mut(..src.len())
@@ -244,7 +245,8 @@ impl<'a> Writer<'a> {
     }
 
     /// Encrypts the regular file `src` (with metadata `meta`) into `parent/name`, keeping
-    /// its holes, mode and times; returns its cipher path and file ID.
+    /// its mode and times (its holes are encrypted as zeros); returns its cipher path and
+    /// file ID.
     ///
     /// # Errors
     /// [`Error::Refused`], [`Error::Io`], [`Error::Key`].
@@ -261,12 +263,7 @@ impl<'a> Writer<'a> {
         let abs = self.abs(&rel);
         let out = create_new(&abs)?;
         let size = meta.len();
-        let data = if meta.blocks() * 512 < size {
-            data_segments(src, size)
-        } else {
-            vec![(0, size)]
-        };
-        let id = self.encrypt_into(&out, &abs, size, &data, |off, buf| {
+        let id = self.encrypt_into(&out, &abs, size, |off, buf| {
             let mut got = 0;
             while got < buf.len() {
                 match src.read_at(&mut buf[got..], off + got as u64) {
@@ -289,13 +286,12 @@ impl<'a> Writer<'a> {
     }
 
     /// The core of file writing: header, then pieces of up to 256 blocks encrypted in
-    /// parallel, skipping hole blocks, then `set_len` so trailing holes exist.
+    /// parallel, each written with one `pwrite`; every block is written (no holes).
     fn encrypt_into(
         &self,
         out: &File,
         abs: &Path,
         size: u64,
-        data: &[(u64, u64)],
         read: impl Fn(u64, &mut [u8]) -> Result<usize> + Sync,
     ) -> Result<Option<FileId>> {
         if size == 0 {
@@ -307,11 +303,6 @@ impl<'a> Writer<'a> {
         out.write_all_at(&FileHeader { id }.to_bytes(), 0)
             .map_err(|e| Error::io("writing", abs, e))?;
         let blocks = size.div_ceil(PLAIN_BS);
-        let is_hole = |b: u64| {
-            let (s, e) = (b * PLAIN_BS, (b + 1) * PLAIN_BS);
-            // Only full blocks lying entirely in a source hole (see the module doc).
-            e <= size && !data.is_empty() && !data.iter().any(|&(ds, de)| ds < e && de > s)
-        };
         let pieces: Vec<u64> = (0..blocks).step_by(PIECE_BLOCKS as usize).collect();
         pieces.par_iter().try_for_each(|&first| -> Result<()> {
             let last = (first + PIECE_BLOCKS).min(blocks);
@@ -325,30 +316,15 @@ impl<'a> Writer<'a> {
                 ));
             }
             let mut ct = vec![0u8; geo.cipher_bs() as usize * (last - first) as usize];
-            // Write maximal runs of non-hole blocks with one pwrite each.
-            let mut run_start: Option<(u64, usize)> = None;
             let mut pos = 0usize;
-            let flush = |run: Option<(u64, usize)>, end: usize, ct: &[u8]| -> Result<()> {
-                if let Some((b, s)) = run {
-                    let off = geo.block_cipher_offset(b).unwrap_or(HEADER_LEN);
-                    out.write_all_at(&ct[s..end], off)
-                        .map_err(|e| Error::io("writing", abs, e))?;
-                }
-                Ok(())
-            };
             for b in first..last {
                 let s = ((b - first) * PLAIN_BS) as usize;
                 let e = (s + PLAIN_BS as usize).min(plain_len);
-                if is_hole(b) {
-                    flush(run_start.take(), pos, &ct)?;
-                    continue;
-                }
-                if run_start.is_none() {
-                    run_start = Some((b, pos));
-                }
                 pos += content.encrypt_block(&pt[s..e], b, &id, &mut ct[pos..])?;
             }
-            flush(run_start, pos, &ct)
+            let off = geo.block_cipher_offset(first).unwrap_or(HEADER_LEN);
+            out.write_all_at(&ct[..pos], off)
+                .map_err(|e| Error::io("writing", abs, e))
         })?;
         let csize = geo
             .plain_to_cipher_size(size)
@@ -417,35 +393,6 @@ fn create_new(abs: &Path) -> Result<File> {
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(abs)
         .map_err(|e| Error::io("creating", abs, e))
-}
-
-/// Data segments `[start, end)` of a sparse file, from `SEEK_DATA`/`SEEK_HOLE`. On any
-/// error the whole file counts as data (no holes: always correct, just less sparse).
-fn data_segments(f: &File, size: u64) -> Vec<(u64, u64)> {
-    use rustix::fs::{SeekFrom, seek};
-    let mut out = Vec::new();
-    let mut off = 0u64;
-    while off < size {
-        let start = match seek(f, SeekFrom::Data(off)) {
-            Ok(s) => s,
-            Err(rustix::io::Errno::NXIO) => break,
-            Err(_) => return vec![(0, size)],
-        };
-        let end = match seek(f, SeekFrom::Hole(start)) {
-            Ok(e) => e.min(size),
-            Err(_) => return vec![(0, size)],
-        };
-        if end <= start {
-            return vec![(0, size)];
-        }
-        out.push((start, end));
-        off = end;
-    }
-    if out.is_empty() {
-        // All hole: keep `data` non-empty so that `is_hole` can say "no data here".
-        out.push((size, size));
-    }
-    out
 }
 
 fn file_times(meta: &fs::Metadata) -> FileTimes {

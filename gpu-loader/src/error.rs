@@ -21,7 +21,7 @@ pub enum Error {
     #[error(transparent)]
     Gpu(#[from] GpuError),
     /// A `*.safetensors` file authenticated, but its header is not valid safetensors.
-    #[error("{path}: not a valid safetensors file: {problem}", path = .path.display())]
+    #[error("{path}: not a valid safetensors file: {problem}", path = gocryptfs_format::escape::escaped(.path))]
     Safetensors {
         /// The file.
         path: PathBuf,

@@ -106,7 +106,7 @@ pub enum GpuError {
     /// The bytes read back from the device differ from the decrypted plaintext.
     #[error(
         "{path}: the device copy differs from the decrypted plaintext in bytes {start}..{end}; the transfer was corrupted (check the GPU and driver)",
-        path = .path.display()
+        path = gocryptfs_format::escape::escaped(.path)
     )]
     Mismatch {
         /// The file.
@@ -117,7 +117,7 @@ pub enum GpuError {
         end: u64,
     },
     /// The file was loaded without piece hashes, so it cannot be checked.
-    #[error("{path}: loaded without hashes (LoadOptions::hash = false); it cannot be verified", path = .path.display())]
+    #[error("{path}: loaded without hashes (LoadOptions::hash = false); it cannot be verified", path = gocryptfs_format::escape::escaped(.path))]
     NotHashed {
         /// The file.
         path: PathBuf,

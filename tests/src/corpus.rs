@@ -135,8 +135,8 @@ pub fn materialize(name: &str, dest: &Path) -> PathBuf {
     root
 }
 
-/// The policy that reproduces gocryptfs' own behaviour (every opt-in on): plaintext names
-/// and absolute or climbing symlinks accepted, modes kept. The corpus holds both, and the
+/// The policy that reproduces gocryptfs' own behaviour (every opt-in on): plaintext names,
+/// absolute or climbing symlinks and holes accepted, modes kept. The corpus holds both, and the
 /// byte-exact comparisons with gocryptfs need them; the default policy's refusals are tested
 /// separately (`host_attacks.rs`).
 #[must_use]
@@ -145,6 +145,7 @@ pub fn gocryptfs_policy() -> gocryptfs_format::Policy {
         allow_plaintext_names: true,
         allow_outside_symlinks: true,
         preserve_modes: true,
+        allow_holes: true,
         ..gocryptfs_format::Policy::default()
     }
 }

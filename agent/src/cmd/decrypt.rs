@@ -9,7 +9,9 @@
 //! rename), so storage changed between the two passes cannot slip into OUTDIR.
 
 use anyhow::{Context, Result};
-use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree, decrypt_tree_pinned};
+use gocryptfs_format::decrypt::{
+    DecryptOptions, decrypt_tree, decrypt_tree_pinned, refuse_overlap,
+};
 use gocryptfs_format::manifest::{CheckMode, Manifest, check};
 use serde_json::json;
 
@@ -25,6 +27,8 @@ use crate::receipt::Receipt;
 const MAX_PRINTED: usize = 50;
 
 pub(crate) fn run(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
+    // Cheap refusals first: no attestation or scrypt for an OUTDIR that cannot be.
+    refuse_overlap(&a.cipherdir, &a.outdir)?;
     let pin = pin::resolve(&a.expect)?;
     let key = keys::load(&a.key)?;
     let dir = keys::open_dir(g, &a.cipherdir, key)?;
@@ -82,6 +86,8 @@ pub(crate) fn run(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
             "dirs": summary.dirs,
             "symlinks": summary.symlinks,
             "plaintext_bytes": summary.bytes,
+            "holes_accepted": summary.holes,
+            "removed_unpinned": summary.removed,
             "problems": summary.problems.iter().map(|p| json!({
                 "path": p.path.to_string_lossy(),
                 "severity": if p.warning { "warning" } else { "error" },

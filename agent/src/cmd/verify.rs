@@ -6,6 +6,7 @@
 use std::io::Write;
 
 use anyhow::{Context as _, Result};
+use gocryptfs_format::escape::{escape_text, escaped};
 use gocryptfs_format::manifest::{CheckError, Manifest, ModelDigest, check_report};
 use gocryptfs_format::verify::{
     FindingKind, Report, Severity, VerifyOptions, verify, verify_no_key,
@@ -134,12 +135,12 @@ fn print_human(r: &Report, quiet: bool) -> std::io::Result<()> {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        writeln!(out, "{sev}: {}", f.message)?;
+        writeln!(out, "{sev}: {}", escape_text(&f.message))?;
     }
     let s = &r.stats;
     let line = format!(
         "{}: {} files, {} directories, {} symlinks, {} plaintext bytes checked{}; {} errors, {} warnings",
-        r.cipherdir.display(),
+        escaped(&r.cipherdir),
         s.files,
         s.dirs,
         s.symlinks,

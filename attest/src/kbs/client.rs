@@ -189,20 +189,23 @@ impl KbsClientBuilder {
     }
 
     fn check_url(&self) -> Result<url::Url> {
+        // Never echo credentials: every message shows the URL with its user info redacted.
+        let shown = redact_url(&self.url);
         let bad = |reason| Error::InvalidUrl {
-            url: sanitize_detail(&self.url),
+            url: shown.clone(),
             reason,
         };
         let mut base = url::Url::parse(&self.url).map_err(|_| bad("not a URL"))?;
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(bad("credentials in the URL are not allowed"));
+        }
         match base.scheme() {
             "https" => {}
             "http" if self.insecure_http => {
                 tracing::warn!(url = %base, "using a plain-HTTP KBS URL (explicitly allowed)");
             }
             "http" => {
-                return Err(Error::InsecureHttp {
-                    url: sanitize_detail(&self.url),
-                });
+                return Err(Error::InsecureHttp { url: shown });
             }
             _ => return Err(bad("the scheme must be https://")),
         }
@@ -211,9 +214,6 @@ impl KbsClientBuilder {
         }
         if base.query().is_some() || base.fragment().is_some() {
             return Err(bad("no query or fragment allowed"));
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(bad("credentials in the URL are not allowed"));
         }
         // Paths are appended: make sure the base ends with exactly one '/'.
         let path = base.path().trim_end_matches('/').to_owned();
@@ -753,6 +753,26 @@ pub(crate) mod parsers {
     }
 }
 
+/// `raw` as it may be shown: the user-info part (`user:password@`) replaced by `***@`,
+/// then reduced to printable ASCII. Works on text that does not parse as a URL too.
+fn redact_url(raw: &str) -> String {
+    let redacted = match raw.find("://") {
+        Some(i) => {
+            let (scheme, rest) = raw.split_at(i + 3);
+            let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}***{}", &rest[at..]),
+                None => raw.to_owned(),
+            }
+        }
+        None => match raw.rfind('@') {
+            Some(at) => format!("***{}", &raw[at..]),
+            None => raw.to_owned(),
+        },
+    };
+    sanitize_detail(&redacted)
+}
+
 #[cfg(test)]
 mod tests {
     //! The protocol core against an in-process fake KBS transport (no network). The real
@@ -1153,6 +1173,17 @@ mod tests {
             b("https://u:p@k", false),
             Err(Error::InvalidUrl { .. })
         ));
+        // The password is never echoed, whatever else is wrong with the URL.
+        for u in [
+            "https://user:hunter2@kbs.example:8080",
+            "http://user:hunter2@kbs.example",
+            "ftp://user:hunter2@kbs.example",
+            "https://user:hunter2@",
+            "user:hunter2@kbs",
+        ] {
+            let e = b(u, false).unwrap_err().to_string();
+            assert!(!e.contains("hunter2") && !e.contains("user"), "{e}");
+        }
         assert!(matches!(
             b("not a url", false),
             Err(Error::InvalidUrl { .. })

@@ -3,9 +3,11 @@
 //!
 //! Mirrors gocryptfs `internal/contentenc/{content,file_header}.go`; spec §2.1–§2.4, §2.6.
 //! Rules kept exactly: AAD = `u64be(block) ‖ file ID` (content) or `u64be(0)` (master key,
-//! symlink target, xattr value); a *whole* all-zero ciphertext block is a file hole and reads
-//! as 4096 zeros without authentication (a known gocryptfs weakness: `docs/file-format.md`);
-//! any other all-zero nonce is an error; an all-zero header or file ID is an error.
+//! symlink target, xattr value); a *whole* all-zero ciphertext block is a file hole, which
+//! gocryptfs reads as 4096 zeros without authentication (a known weakness:
+//! `docs/file-format.md`). Here a hole is refused as [`BlockErrorKind::Hole`] unless the
+//! caller opts in ([`ContentEnc::allow_holes`]): the storage host can zero any block without
+//! the key. Any other all-zero nonce is an error; an all-zero header or file ID is an error.
 
 // No `cast_possible_truncation` here: every u64 -> usize cast is a block size or a length
 // bounded by an in-memory buffer, and the crate targets 64-bit Unix.
@@ -131,14 +133,33 @@ const PAR_CHUNK_BLOCKS: usize = 64;
 pub struct ContentEnc {
     cipher: ContentCipher,
     geo: Geometry,
+    allow_holes: bool,
 }
 
 impl ContentEnc {
-    /// Wraps a content cipher.
+    /// Wraps a content cipher. Hole blocks are refused (see [`ContentEnc::allow_holes`]).
     #[must_use]
     pub fn new(cipher: ContentCipher) -> Self {
         let geo = Geometry::new(cipher.nonce_len());
-        ContentEnc { cipher, geo }
+        ContentEnc {
+            cipher,
+            geo,
+            allow_holes: false,
+        }
+    }
+
+    /// With `allow`, a whole all-zero block reads as 4096 zeros, as in gocryptfs (trees that
+    /// really hold sparse files); without it (the default) it is [`BlockErrorKind::Hole`].
+    #[must_use]
+    pub fn allow_holes(mut self, allow: bool) -> Self {
+        self.allow_holes = allow;
+        self
+    }
+
+    /// Whether hole blocks read as zeros.
+    #[must_use]
+    pub fn holes_allowed(&self) -> bool {
+        self.allow_holes
     }
 
     /// The block geometry.
@@ -214,7 +235,8 @@ impl ContentEnc {
     /// Returns the plaintext length.
     ///
     /// # Errors
-    /// [`BlockError`] naming `block_no`: authentication, too short, all-zero nonce.
+    /// [`BlockError`] naming `block_no`: authentication, too short, all-zero nonce, a hole
+    /// (unless allowed).
     pub fn decrypt_block(
         &self,
         block: &[u8],
@@ -227,6 +249,9 @@ impl ContentEnc {
             kind,
         };
         if block.len() as u64 == self.geo.cipher_bs() && is_hole(block, self.nonce_len()) {
+            if !self.allow_holes {
+                return Err(err(BlockErrorKind::Hole));
+            }
             let dst = out
                 .get_mut(..PLAIN_BS as usize)
                 .ok_or(err(BlockErrorKind::TooShort))?;
@@ -518,10 +543,18 @@ mod tests {
 
     #[test]
     fn holes_and_zero_nonces() {
-        let e = enc(ContentAlgo::AesGcm);
+        let refusing = enc(ContentAlgo::AesGcm);
         let id = FileId([1; 16]);
-        let cbs = e.geometry().cipher_bs() as usize;
+        let cbs = refusing.geometry().cipher_bs() as usize;
         let mut out = vec![9u8; 4096];
+        assert_eq!(
+            refusing.decrypt_block(&vec![0u8; cbs], 3, &id, &mut out),
+            Err(BlockError {
+                block: 3,
+                kind: BlockErrorKind::Hole
+            })
+        );
+        let e = enc(ContentAlgo::AesGcm).allow_holes(true);
         assert_eq!(e.decrypt_block(&vec![0u8; cbs], 3, &id, &mut out), Ok(4096));
         assert!(out.iter().all(|&b| b == 0));
         // A partial all-zero tail is not a hole.

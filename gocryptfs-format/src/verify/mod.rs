@@ -147,8 +147,10 @@ pub struct FileRecord {
     pub file_id: Option<String>,
     /// SHA-256 of the plaintext, lowercase hex (when hashing and the file is clean).
     pub sha256: Option<String>,
-    /// Number of hole blocks.
+    /// Number of hole blocks (all-zero blocks: refused, or accepted with `allow_holes`).
     pub holes: u64,
+    /// Where they are, as block ranges `[first, end)` (no-key mode; at most 64 listed).
+    pub hole_ranges: Vec<(u64, u64)>,
     /// No error finding concerns this file.
     pub ok: bool,
 }
@@ -234,7 +236,7 @@ fn finding_from_error(e: &Error) -> (FindingKind, Option<u64>) {
         Error::Block { block, kind, .. } => (block_kind(*kind), Some(*block)),
         Error::Corrupt { source, .. } => match source {
             CorruptError::Header(_) => (FindingKind::Header, None),
-            CorruptError::Size { .. } => (FindingKind::Size, None),
+            CorruptError::Size { .. } | CorruptError::Absurd { .. } => (FindingKind::Size, None),
             CorruptError::DirIv(_) => (FindingKind::DirIv, None),
             CorruptError::Name { .. } => (FindingKind::Name, None),
             CorruptError::LongName(_) => (FindingKind::LongName, None),
@@ -254,6 +256,7 @@ fn block_kind(k: BlockErrorKind) -> FindingKind {
         BlockErrorKind::Authentication => FindingKind::Authentication,
         BlockErrorKind::TooShort => FindingKind::BlockTooShort,
         BlockErrorKind::AllZeroNonce => FindingKind::AllZeroNonce,
+        BlockErrorKind::Hole => FindingKind::Hole,
     }
 }
 
@@ -363,6 +366,7 @@ impl Report {
                     "file_id": f.file_id,
                     "sha256": f.sha256,
                     "holes": f.holes,
+                    "hole_ranges": f.hole_ranges.iter().map(|(a, b)| [a, b]).collect::<Vec<_>>(),
                     "ok": f.ok,
                 });
                 add_b64(&mut o, "path_b64", &f.path);

@@ -8,16 +8,21 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{FileRecord, Finding, Mode, Report};
+use super::{FileRecord, Finding, FindingKind, Mode, Report, Severity};
+
+/// Hole ranges listed per file in the report (the count covers all of them).
+const MAX_HOLE_RANGES: usize = 64;
 use crate::Progress;
 use crate::cipherdir::{read_dir_iv, read_long_name_file};
 use crate::configfile::{CONF_NAME, Config, Layout, NameLayout};
+use crate::contentenc::HEADER_LEN;
 use crate::contentenc::{Geometry, SizeCheck};
 use crate::error::{ConfigError, CorruptError, Error, HeaderError};
+use crate::escape::escaped;
 use crate::listing::{self, Item};
 use crate::nametransform::{self, DIRIV_NAME, XATTR_PREFIX};
 use crate::policy::Policy;
-use crate::reader::check_header;
+use crate::reader::{MAX_PLAIN_SIZE, check_header, hole_blocks_between};
 use crate::safeio::{self, OpenFail};
 
 /// Structural check without any key: config parses and is supported; every directory has a
@@ -219,6 +224,7 @@ impl NoKeyChecker<'_> {
             file_id: None,
             sha256: None,
             holes: 0,
+            hole_ranges: Vec::new(),
             ok: true,
         };
         match self.geo.check_cipher_size(size) {
@@ -273,9 +279,83 @@ impl NoKeyChecker<'_> {
                 }
             }
         }
+        if size > HEADER_LEN
+            && rec.size <= MAX_PLAIN_SIZE
+            && let Ok(f) = safeio::open_regular(&self.abs(rel))
+        {
+            match self.hole_ranges(&f, size) {
+                Ok(ranges) if !ranges.is_empty() => {
+                    let count: u64 = ranges.iter().map(|(a, b)| b - a).sum();
+                    let first = ranges.first().map_or(0, |x| x.0);
+                    rec.holes = count;
+                    rec.hole_ranges = ranges.into_iter().take(MAX_HOLE_RANGES).collect();
+                    let allowed = self.policy.allow_holes;
+                    r.findings.push(Finding {
+                        severity: if allowed {
+                            Severity::Warning
+                        } else {
+                            Severity::Error
+                        },
+                        kind: FindingKind::Hole,
+                        path: None,
+                        cipher_path: rel.to_path_buf(),
+                        block: Some(first),
+                        message: format!(
+                            "{}: {count} all-zero block(s) (holes: zeros no key authenticates), the first is block {first}{}",
+                            escaped(rel),
+                            if allowed { "; accepted (allow_holes)" } else { "" }
+                        ),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => self.add(r, rel, &Error::io("reading", self.abs(rel), e), false),
+            }
+        }
         self.check_xattrs(rel, r);
         r.stats.bytes += rec.size;
         r.files.push(rec);
+    }
+
+    /// The runs `[first, end)` of whole all-zero blocks (holes) of an open cipher file: the
+    /// file-system holes (`SEEK_HOLE`, not read), and all-zero blocks inside the data, found
+    /// by reading it (a block whose nonce is not all zero is no hole: one look at 16 bytes).
+    fn hole_ranges(&self, f: &fs::File, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
+        let cbs = self.geo.cipher_bs();
+        let nonce = (self.geo.overhead() - crate::cryptocore::TAG_LEN as u64) as usize;
+        let segs = safeio::data_segments(f, size).unwrap_or_else(|| vec![(0, size)]);
+        let mut blocks: Vec<std::ops::Range<u64>> = hole_blocks_between(&segs, size, cbs);
+        let full_blocks = (size - HEADER_LEN) / cbs;
+        let mut buf = vec![0u8; (cbs * 256) as usize];
+        for &(s, e) in &segs {
+            // Whole blocks overlapping this data segment.
+            let mut b = s.saturating_sub(HEADER_LEN) / cbs;
+            let end = e.saturating_sub(HEADER_LEN).div_ceil(cbs).min(full_blocks);
+            while b < end {
+                let n = (end - b).min(256);
+                let want = (n * cbs) as usize;
+                let off = HEADER_LEN + b * cbs;
+                let chunk = buf.get_mut(..want).unwrap_or_default();
+                f.read_exact_at(chunk, off)?;
+                for (i, blk) in chunk.chunks(cbs as usize).enumerate() {
+                    if blk.get(..nonce).is_some_and(|x| x.iter().all(|&v| v == 0))
+                        && blk.iter().all(|&v| v == 0)
+                    {
+                        let k = b + i as u64;
+                        blocks.push(k..k + 1);
+                    }
+                }
+                b += n;
+            }
+        }
+        blocks.sort_by_key(|r| r.start);
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for r in blocks {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.1 => last.1 = last.1.max(r.end),
+                _ => merged.push((r.start, r.end)),
+            }
+        }
+        Ok(merged)
     }
 
     /// With plaintext names the target is readable without the key: check the policy.

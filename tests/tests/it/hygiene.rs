@@ -121,9 +121,9 @@ fn planted_password_and_master_key_never_printed_at_trace_level() {
     let pw = e2e::corpus::password_file();
     let secrets: [&[u8]; 2] = [&mk, PASSWORD.as_bytes()];
     let run = |args: &[&str]| {
-        // The corpus holds an absolute symlink (refused by default).
+        // The corpus holds an absolute symlink and holes (refused by default).
         let out = Command::new(&bin)
-            .args(["-vv", "--allow-outside-symlinks"])
+            .args(["-vv", "--allow-outside-symlinks", "--allow-holes"])
             .args(args)
             .stdin(Stdio::null())
             .output()

@@ -13,9 +13,7 @@ use gocryptfs_format::configfile::{Layout, NameLayout};
 use gocryptfs_format::decrypt::{DecryptOptions, decrypt_tree};
 use gocryptfs_format::verify::{VerifyOptions, verify, verify_no_key};
 use gocryptfs_format::writer::{InitOptions, encrypt_tree};
-use gocryptfs_format::{
-    CipherDir, ContentAlgo, KeySource, MasterKey, NoProgress, OpenOptions, Policy,
-};
+use gocryptfs_format::{CipherDir, ContentAlgo, KeySource, MasterKey, NoProgress, OpenOptions};
 
 const PASSWORD: &[u8] = b"interop password \xe2\x9c\x93";
 

@@ -75,13 +75,14 @@ fn kbs_with(path: &str, value: &[u8]) -> (TestKbs, PathBuf, tempfile::TempDir) {
 
 fn run(bin: &Path, url: &str, ca: &Path, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut cmd = Command::new(bin);
-    // The generated trees hold an absolute symlink (refused by default).
+    // The gocryptfs-made trees hold an absolute symlink and holes (refused by default).
     cmd.args(["--kbs-url", url, "--kbs-cert"]).arg(ca).args([
         "--tee",
         "sample",
         "--timeout",
         "20s",
         "--allow-outside-symlinks",
+        "--allow-holes",
     ]);
     for a in args {
         cmd.arg(a);
