@@ -140,9 +140,28 @@ pub(crate) struct ExpectArgs {
     /// kbs:///REPO/TYPE/TAG holding either.
     #[arg(long, value_name = "PIN")]
     pub(crate) expect: Option<String>,
-    /// Ed25519 public key (minisign format) that must have signed the manifest.
-    #[arg(long, value_name = "PUBKEY", requires = "expect")]
+    /// Ed25519 public key (minisign format) that must have signed the manifest. Needs
+    /// --expect-model: a signature alone would accept any older model signed with the key.
+    #[arg(long, value_name = "PUBKEY", requires_all = ["expect", "expect_model"])]
     pub(crate) expect_signed_by: Option<PathBuf>,
+    /// The model name the pinned manifest must carry (`ccmount manifest --model`).
+    #[arg(long, value_name = "NAME", requires = "expect")]
+    pub(crate) expect_model: Option<String>,
+    /// The lowest model version accepted (refuses a rollback to an older signed release).
+    #[arg(long, value_name = "N", requires = "expect_model")]
+    pub(crate) expect_min_version: Option<u64>,
+}
+
+/// The model name and release written into a manifest (inside what a signature covers).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ModelTagArgs {
+    /// The model's name, recorded in the manifest (checked by --expect-model).
+    #[arg(long = "model", value_name = "NAME", requires = "model_version")]
+    pub(crate) model_name: Option<String>,
+    /// The model's release number, recorded in the manifest (checked by
+    /// --expect-min-version); raise it with every release.
+    #[arg(long, value_name = "N", requires = "model_name")]
+    pub(crate) model_version: Option<u64>,
 }
 
 /// The subcommands.
@@ -206,6 +225,8 @@ pub(crate) struct EncryptArgs {
     /// Also write the model manifest to this file.
     #[arg(long, value_name = "FILE")]
     pub(crate) manifest: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) model: ModelTagArgs,
 }
 
 /// `ccmount decrypt`.
@@ -271,6 +292,8 @@ pub(crate) struct ManifestArgs {
     /// Where to write the manifest.
     #[arg(long, value_name = "FILE")]
     pub(crate) out: PathBuf,
+    #[command(flatten)]
+    pub(crate) model: ModelTagArgs,
     #[command(flatten)]
     pub(crate) receipt: ReceiptArgs,
 }
@@ -386,6 +409,10 @@ pub(crate) struct LoadGpuArgs {
     /// Skip the check of the device copy (no hashing while decrypting, no read-back).
     #[arg(long)]
     pub(crate) no_verify: bool,
+    /// Load only a pinned model: every loaded file's bytes are hashed as they are copied and
+    /// must match the pin (exit 26 otherwise; a tampered block names file and block).
+    #[command(flatten)]
+    pub(crate) expect: ExpectArgs,
     #[command(flatten)]
     pub(crate) receipt: ReceiptArgs,
 }
@@ -474,6 +501,28 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_signed_pin_needs_a_model_name() {
+        let base = [
+            "ccmount",
+            "verify",
+            "c",
+            "--passfile",
+            "p",
+            "--expect",
+            "m.json",
+        ];
+        let with = |extra: &[&str]| {
+            let mut v: Vec<&str> = base.to_vec();
+            v.extend_from_slice(extra);
+            Cli::try_parse_from(v)
+        };
+        assert!(with(&["--expect-signed-by", "k.pub"]).is_err());
+        assert!(with(&["--expect-signed-by", "k.pub", "--expect-model", "m"]).is_ok());
+        assert!(with(&["--expect-min-version", "3"]).is_err());
+        assert!(with(&["--expect-model", "m", "--expect-min-version", "3"]).is_ok());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use attest::ResourceUri;
+use gocryptfs_format::escape::escape_text;
 use gocryptfs_format::manifest::signature;
 use gocryptfs_format::manifest::{CheckError, Expected, MAX_MANIFEST_LEN, Mismatches};
 
@@ -128,11 +129,58 @@ pub(crate) fn resolve(args: &ExpectArgs) -> Result<Option<Pin>> {
             Some(check_signature(path, data, pubkey)?)
         }
     };
+    check_model(&expected, args)?;
     Ok(Some(Pin {
         expected,
         source,
         signed,
     }))
+}
+
+/// `--expect-model` / `--expect-min-version`: the pinned manifest must name this model at
+/// this release or a later one (a signature alone accepts every older signed release).
+fn check_model(expected: &Expected, args: &ExpectArgs) -> Result<()> {
+    let Some(want) = args.expect_model.as_deref() else {
+        return Ok(());
+    };
+    let Expected::Manifest(m) = expected else {
+        return Err(coded(
+            Exit::Usage,
+            "--expect-model needs a manifest pin (a file or a kbs:/// resource holding one); a sha256: digest names no model",
+        ));
+    };
+    let Some(model) = &m.model else {
+        return Err(coded(
+            Exit::Corrupt,
+            format!(
+                "the pinned manifest names no model, --expect-model wants {}; write it with `ccmount manifest --model NAME --model-version N`",
+                escape_text(want)
+            ),
+        ));
+    };
+    if model.name != want {
+        return Err(coded(
+            Exit::Corrupt,
+            format!(
+                "the pinned manifest is for model {}, not {} (another model signed with the same key)",
+                escape_text(&model.name),
+                escape_text(want)
+            ),
+        ));
+    }
+    if let Some(min) = args.expect_min_version
+        && model.version < min
+    {
+        return Err(coded(
+            Exit::Corrupt,
+            format!(
+                "the pinned manifest is version {} of {}, older than --expect-min-version {min} (a rollback)",
+                model.version,
+                escape_text(want)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Verifies `FILE.minisig` over the manifest bytes with the trusted public key.

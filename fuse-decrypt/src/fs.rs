@@ -12,7 +12,7 @@
 //! TTLs because the tree does not change, one shared backing fd per open inode.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 
 use gocryptfs_format::escape::escaped;
 use gocryptfs_format::manifest::{EntryKind, VerifiedTree};
-use gocryptfs_format::{CipherDir, CipherFile, Entry, Error, FileKind};
+use gocryptfs_format::{CipherDir, CipherFile, Entry, Error, FileKind, Stamp};
 
 use crate::errno::errno_of;
 use crate::inodes::{Handles, Inodes, ROOT};
@@ -41,6 +41,9 @@ pub(crate) const MAX_REQUEST: u32 = 1 << 20;
 const MAX_READ_BUF: usize = 16 << 20;
 /// Distinct (file, block) authentication failures logged before staying quiet.
 const MAX_WARNED: usize = 4096;
+/// Nodes whose backing identity is remembered (a full table is cleared: the next opens then
+/// drop their caches once, which is only slower).
+const MAX_STAMPS: usize = 1 << 16;
 /// Keys of directory summaries in the warned set: counts down from here, below the
 /// per-file key `u64::MAX`.
 const HIDDEN_KEY: u64 = u64::MAX - 1;
@@ -88,6 +91,9 @@ pub(crate) struct CcFs {
     /// With `mount --expect`: the tree as checked before going live. Entries it does not
     /// list are hidden, and a file whose file ID, size or type changed since is refused.
     pin: Option<Arc<VerifiedTree>>,
+    /// The backing file's identity at the last open of each node: the kernel may keep the
+    /// cached plaintext (`FOPEN_KEEP_CACHE`) only while it is unchanged.
+    stamps: Mutex<HashMap<u64, Stamp>>,
 }
 
 fn file_type(e: &Entry) -> FileType {
@@ -124,6 +130,7 @@ impl CcFs {
             opts,
             warned: Mutex::new(HashSet::new()),
             pin: None,
+            stamps: Mutex::new(HashMap::new()),
         })
     }
 
@@ -259,6 +266,19 @@ impl CcFs {
             blksize: 4096,
             flags: 0,
         }
+    }
+
+    /// Records `stamp` as the node's backing identity; true when it equals the one of the
+    /// previous open, so pages the kernel cached then are still this file's plaintext.
+    /// Otherwise (first open, or the host replaced or rewrote the cipher file) the kernel
+    /// drops the node's cache on this open, as gocryptfs does on every open: old and new
+    /// content are never served mixed.
+    fn unchanged_since_last_open(&self, node: u64, stamp: Stamp) -> bool {
+        let mut stamps = self.stamps.lock().unwrap_or_else(PoisonError::into_inner);
+        if stamps.len() >= MAX_STAMPS && !stamps.contains_key(&node) {
+            stamps.clear();
+        }
+        stamps.insert(node, stamp) == Some(stamp)
     }
 
     fn entry_of(&self, ino: INodeNo) -> Result<Arc<Entry>, Errno> {
@@ -516,11 +536,13 @@ impl Filesystem for CcFs {
         });
         match opened {
             Some(Ok(file)) => {
+                let stamp = file.stamp();
                 let fh = self.files.insert(file);
                 let mut fl = FopenFlags::FOPEN_NOFLUSH;
                 if self.opts.direct_io {
                     fl |= FopenFlags::FOPEN_DIRECT_IO;
-                } else {
+                } else if self.unchanged_since_last_open(ino.0, stamp) {
+                    // Same inode, ctime, size and file ID as when the pages were cached.
                     fl |= FopenFlags::FOPEN_KEEP_CACHE;
                 }
                 reply.opened(FileHandle(fh), fl);

@@ -67,7 +67,7 @@ pub use error::{
     HeaderError, KeyError, LongNameError, NameError, Result,
 };
 pub use policy::Policy;
-pub use reader::{CipherFile, FileReader};
+pub use reader::{CipherFile, FileReader, Stamp};
 
 /// Progress reporting for long operations (the agent draws a bar; tests pass
 /// [`NoProgress`]). Called from worker threads.

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,6 +37,21 @@ pub struct CipherFile {
     id: Option<FileId>,
     cipher_size: u64,
     plain_size: u64,
+    stamp: Stamp,
+}
+
+/// What identifies the backing file's content at open: if any of it differs at a later open,
+/// the host replaced or rewrote the file, and cached plaintext of it must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    /// Device and inode of the cipher file.
+    pub dev_ino: (u64, u64),
+    /// Its ctime (seconds, nanoseconds): any write or metadata change moves it.
+    pub ctime: (i64, i64),
+    /// Its size.
+    pub size: u64,
+    /// The file ID from its header.
+    pub file_id: Option<FileId>,
 }
 
 /// The outcome of decrypting one piece of a file with [`CipherFile::decrypt_piece`].
@@ -77,6 +92,7 @@ impl CipherFile {
             .metadata()
             .map_err(|e| Error::io("reading", cipher_path, e))?;
         let cipher_size = meta.len();
+        let stamp_base = ((meta.dev(), meta.ino()), (meta.ctime(), meta.ctime_nsec()));
         if cipher_size > 0 && cipher_size < HEADER_LEN {
             return Err(Error::corrupt(
                 path,
@@ -108,6 +124,12 @@ impl CipherFile {
             id,
             cipher_size,
             plain_size,
+            stamp: Stamp {
+                dev_ino: stamp_base.0,
+                ctime: stamp_base.1,
+                size: cipher_size,
+                file_id: id,
+            },
         })
     }
 
@@ -127,6 +149,12 @@ impl CipherFile {
     #[must_use]
     pub fn file_id(&self) -> Option<FileId> {
         self.id
+    }
+
+    /// The identity of the backing file at open (see [`Stamp`]).
+    #[must_use]
+    pub fn stamp(&self) -> Stamp {
+        self.stamp
     }
 
     /// The path errors name.

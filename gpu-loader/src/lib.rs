@@ -252,6 +252,10 @@ pub struct LoadOptions {
     /// Hash each 1 MiB piece of plaintext while decrypting, so [`Loader::verify`] can check
     /// the device copy. Costs about one SHA-256 pass over the data on the worker threads.
     pub hash: bool,
+    /// Also hash the whole file, in order, as it is handed to the copy (for a pinned load:
+    /// [`LoadedFile::sha256`] is the SHA-256 of exactly the bytes loaded). One more SHA-256
+    /// pass, on one thread, overlapped with decryption.
+    pub file_hash: bool,
 }
 
 impl Default for LoadOptions {
@@ -260,6 +264,7 @@ impl Default for LoadOptions {
             chunk_bytes: 32 << 20,
             depth: 3,
             hash: true,
+            file_hash: false,
         }
     }
 }
@@ -321,6 +326,8 @@ pub struct LoadedFile<D> {
     pub tensors: Option<Vec<TensorInfo>>,
     /// Timings.
     pub stats: LoadStats,
+    /// SHA-256 of the whole plaintext as loaded ([`LoadOptions::file_hash`]).
+    pub sha256: Option<[u8; 32]>,
     /// SHA-256 of each 1 MiB piece (or chunk, if smaller) when hashing was on.
     digests: Option<Vec<[u8; 32]>>,
     piece: usize,
@@ -440,6 +447,10 @@ impl<'t, T: CopyTarget> Loader<'t, T> {
             len,
             tensors,
             stats,
+            sha256: out.sha256.or_else(|| {
+                // An empty file is never handed to the copy: its hash is the empty one.
+                (self.opts.file_hash && len == 0).then(|| Sha256::digest([]).into())
+            }),
             digests: self.opts.hash.then_some(out.digests),
             piece: self.opts.piece_bytes(),
         })

@@ -31,6 +31,8 @@ pub(super) struct Outcome {
     pub(super) chunks: u64,
     pub(super) max_in_flight: usize,
     pub(super) digests: Vec<[u8; 32]>,
+    /// SHA-256 of the whole file as it was copied (with `LoadOptions::file_hash`).
+    pub(super) sha256: Option<[u8; 32]>,
 }
 
 /// Messages to the producer about buffers.
@@ -119,15 +121,30 @@ pub(super) fn run<T: CopyTarget>(
     let (ticket_tx, ticket_rx) = mpsc::sync_channel::<(T::Ticket, usize)>(opts.depth);
     let mut spare: Vec<T::Staging> = Vec::new();
     let mut chunks = 0u64;
+    let mut file_sha256 = None;
 
     std::thread::scope(|s| {
         let sh = &shared;
         let free_sub = free_tx.clone();
         let submitter = s.spawn(move || {
-            for f in filled_rx {
+            // The whole-file hash runs here, in file order, on the bytes about to be copied
+            // (a pinned load checks exactly what it loads), overlapping the next decrypts.
+            let mut hasher = opts.file_hash.then(Sha256::new);
+            for mut f in filled_rx {
                 if sh.failed() {
                     let _ = free_sub.send(Free::Buf(f.buf));
                     continue;
+                }
+                if let Some(h) = hasher.as_mut() {
+                    match f.buf.bytes_mut() {
+                        Ok(b) => h.update(b.get(..f.len).unwrap_or_default()),
+                        Err(e) => {
+                            sh.fail(e.into());
+                            let _ = free_sub.send(Free::Stop);
+                            let _ = free_sub.send(Free::Buf(f.buf));
+                            continue;
+                        }
+                    }
                 }
                 match target.submit_copy(dev, f.offset, f.buf, f.len) {
                     Ok(t) => {
@@ -146,6 +163,7 @@ pub(super) fn run<T: CopyTarget>(
                     }
                 }
             }
+            hasher.map(|h| <[u8; 32]>::from(h.finalize()))
         });
         let free_reap = free_tx.clone();
         let reaper = s.spawn(move || {
@@ -202,10 +220,12 @@ pub(super) fn run<T: CopyTarget>(
         }
         chunks = c;
         drop(filled_tx);
-        for (name, h) in [("submitter", submitter), ("reaper", reaper)] {
-            if h.join().is_err() {
-                shared.fail(GpuError::Panicked(format!("copy {name} thread")).into());
-            }
+        match submitter.join() {
+            Ok(h) => file_sha256 = h,
+            Err(_) => shared.fail(GpuError::Panicked("copy submitter thread".into()).into()),
+        }
+        if reaper.join().is_err() {
+            shared.fail(GpuError::Panicked("copy reaper thread".into()).into());
         }
     });
 
@@ -226,6 +246,7 @@ pub(super) fn run<T: CopyTarget>(
         chunks,
         max_in_flight: shared.max_in_flight.load(Ordering::SeqCst),
         digests,
+        sha256: file_sha256,
     })
 }
 

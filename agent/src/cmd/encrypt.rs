@@ -51,6 +51,14 @@ fn layout(a: &EncryptArgs) -> Result<Layout> {
 }
 
 pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
+    if a.manifest.is_none() && a.model.model_name.is_some() {
+        return Err(coded(
+            Exit::Usage,
+            "--model is recorded in the manifest: give --manifest FILE too",
+        ));
+    }
+    // Checked before anything is written.
+    let model = super::manifest::model_tag(&a.model)?;
     let layout = layout(&a)?;
     let log_n = a.scryptn.unwrap_or(16);
     if !(10..=28).contains(&log_n) {
@@ -100,6 +108,7 @@ pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
         );
     }
     if let (Some(out), Some(m)) = (&a.manifest, manifest) {
+        let m = m.with_model(model);
         crate::fsutil::write_atomic(out, &m.to_canonical(), 0o644)
             .with_context(|| format!("writing the manifest {}", out.display()))?;
         if chatty(g.quiet) {

@@ -17,6 +17,8 @@ use anyhow::Context;
 use anyhow::Result;
 use base64::Engine as _;
 use gocryptfs_format::cipherdir::FileKind;
+use gocryptfs_format::escape::escaped;
+use gocryptfs_format::manifest::{CheckMode, EntryKind, Expected, VerifiedTree, check};
 use gocryptfs_format::{CipherDir, walk};
 use gpu_loader::cpu::{CpuOptions, CpuTarget};
 use gpu_loader::{CopyTarget, LoadOptions, LoadedFile, Loader, TargetInfo};
@@ -25,8 +27,10 @@ use serde_json::{Value, json};
 use crate::cli::{BenchH2dArgs, GlobalArgs, GpuArgs, GpuTarget, LoadGpuArgs};
 use crate::exit::{Exit, coded};
 use crate::keys;
+use crate::pin;
 use crate::plan::KeyPlan;
 use crate::progress::{Bar, chatty};
+use crate::receipt::Receipt;
 
 /// One loaded file, as reported.
 struct FileReport {
@@ -49,11 +53,20 @@ fn load_options(g: &GpuArgs, hash: bool) -> Result<LoadOptions> {
         chunk_bytes: g.chunk_mib << 20,
         depth: g.depth,
         hash,
+        file_hash: false,
     })
 }
 
 pub(crate) fn run(g: &GlobalArgs, a: LoadGpuArgs) -> Result<Exit> {
-    let opts = load_options(&a.gpu, !a.no_verify)?;
+    if a.receipt.receipt.is_some() && a.expect.expect.is_none() {
+        return Err(coded(
+            Exit::Usage,
+            "load-gpu --receipt needs --expect (the receipt records the accepted model digest)",
+        ));
+    }
+    let mut opts = load_options(&a.gpu, !a.no_verify)?;
+    // A pinned load hashes every file as it is copied and holds it to the pin.
+    opts.file_hash = a.expect.expect.is_some();
     match a.gpu.target {
         GpuTarget::Cpu => {
             let t = CpuTarget::new(CpuOptions::default()).map_err(gpu_loader::Error::from)?;
@@ -111,8 +124,28 @@ fn run_on<T: CopyTarget>(
     opts: LoadOptions,
     pinned_refused: Option<&dyn Fn() -> Option<String>>,
 ) -> Result<Exit> {
-    let key = keys::load(&KeyPlan::require(&a.key)?)?;
+    let key_plan = KeyPlan::require(&a.key)?;
+    // The pin first (a kbs:/// pin shares the attested session with the key).
+    let pin = pin::resolve(&a.expect)?;
+    let key = keys::load(&key_plan)?;
     let dir = keys::open_dir(g, &a.cipherdir, key)?;
+    // With a pin, the tree is accepted before anything is loaded (a manifest pin: names,
+    // types, sizes and file IDs; a bare digest needs every file hashed to compute the
+    // manifest), and then every loaded file is held to its pinned SHA-256 on the bytes
+    // actually copied: there is no window between the check and the load.
+    let accepted = match &pin {
+        Some(p) => {
+            let mode = match p.expected {
+                Expected::Manifest(_) => CheckMode::Structure,
+                Expected::Digest(_) => CheckMode::Full,
+            };
+            let bar = Bar::new("check", !g.quiet && !a.json);
+            let v = check(&dir, &p.expected, mode, &bar).map_err(pin::mismatch_error);
+            bar.finish();
+            Some(v?)
+        }
+        None => None,
+    };
     let files = if a.files.is_empty() {
         let f = default_files(&dir)?;
         if f.is_empty() {
@@ -135,7 +168,12 @@ fn run_on<T: CopyTarget>(
     let mut reports = Vec::new();
     let mut failure = None;
     for f in &files {
-        let r = load_one(&mut loader, &dir, f, &bar, !a.no_verify);
+        let r = load_one(&mut loader, &dir, f, &bar, !a.no_verify).and_then(|(loaded, report)| {
+            if let Some(v) = &accepted {
+                held_to_pin(v, &loaded)?;
+            }
+            Ok((loaded, report))
+        });
         match r {
             Ok((loaded, report)) => {
                 resident.push(loaded);
@@ -167,9 +205,44 @@ fn run_on<T: CopyTarget>(
         print_human(g, &info, &opts, pinned, refused.as_deref(), &reports)?;
     }
     drop(resident);
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(Exit::Ok),
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if let (Some(path), Some(v)) = (&a.receipt.receipt, &accepted) {
+        Receipt {
+            command: "load-gpu",
+            cipherdir: &a.cipherdir,
+            digest: v.digest,
+            pin: pin.as_ref(),
+            key_resource: key_plan.resource().as_deref(),
+        }
+        .write(path)?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// Holds a loaded file to the accepted manifest: pinned as a regular file, same size, and
+/// the SHA-256 of the bytes copied to the device equal to the pinned one.
+fn held_to_pin<D>(v: &VerifiedTree, loaded: &LoadedFile<D>) -> Result<()> {
+    let differs = |what: &str| {
+        coded(
+            Exit::Corrupt,
+            format!(
+                "{}: {what}; the model is not the pinned one (nothing of it stays loaded)",
+                escaped(&loaded.path)
+            ),
+        )
+    };
+    let Some(EntryKind::File(want)) = v.pinned(&loaded.path).map(|e| &e.kind) else {
+        return Err(differs("not a file of the pinned manifest"));
+    };
+    if want.size != loaded.len {
+        return Err(differs("its size differs from the pinned one"));
+    }
+    match loaded.sha256 {
+        Some(got) if got == want.sha256 => Ok(()),
+        Some(_) => Err(differs("the loaded bytes differ from the pinned SHA-256")),
+        None => Err(differs("it was loaded without its hash")),
     }
 }
 

@@ -4,7 +4,7 @@
 //! manifest (exit 26): a manifest pins only a clean tree.
 
 use anyhow::{Context as _, Result};
-use gocryptfs_format::manifest::Manifest;
+use gocryptfs_format::manifest::{Manifest, ModelId};
 
 use crate::cli::{GlobalArgs, ManifestArgs};
 use crate::exit::{Exit, coded};
@@ -35,6 +35,7 @@ pub(crate) fn run(g: &GlobalArgs, a: ManifestArgs) -> Result<Exit> {
             ));
         }
     };
+    let manifest = manifest.with_model(model_tag(&a.model)?);
     crate::fsutil::write_atomic(&a.out, &manifest.to_canonical(), 0o644)
         .with_context(|| format!("writing the manifest {}", a.out.display()))?;
     let digest = manifest.digest();
@@ -50,4 +51,14 @@ pub(crate) fn run(g: &GlobalArgs, a: ManifestArgs) -> Result<Exit> {
         .write(path)?;
     }
     Ok(Exit::Ok)
+}
+
+/// `--model NAME --model-version N` as a manifest's model ID.
+pub(crate) fn model_tag(a: &crate::cli::ModelTagArgs) -> Result<Option<ModelId>> {
+    match (&a.model_name, a.model_version) {
+        (Some(name), Some(version)) => ModelId::new(name, version)
+            .map(Some)
+            .map_err(|e| coded(Exit::Usage, format!("--model: {e}"))),
+        _ => Ok(None),
+    }
 }

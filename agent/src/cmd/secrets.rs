@@ -75,6 +75,10 @@ struct ModelJob {
     mount_at: Option<PathBuf>,
     #[serde(default)]
     expect: Option<String>,
+    #[serde(default)]
+    expect_model: Option<String>,
+    #[serde(default)]
+    expect_min_version: Option<u64>,
     // Mount-only settings, as `ccmount mount`'s flags of the same name.
     #[serde(default)]
     expect_mode: Option<String>,
@@ -274,7 +278,14 @@ fn model_plan(m: &ModelJob, base: &Path) -> Result<ModelPlan> {
     let expect = ExpectArgs {
         expect: m.expect.clone(),
         expect_signed_by: None,
+        expect_model: m.expect_model.clone(),
+        expect_min_version: m.expect_min_version,
     };
+    if expect.expect.is_none()
+        && (expect.expect_model.is_some() || expect.expect_min_version.is_some())
+    {
+        return Err(bad("expect_model and expect_min_version need expect".into()));
+    }
     let cipherdir = under(base, &m.cipherdir);
     // The mount-only settings, by config key, as given.
     let mount_only = [

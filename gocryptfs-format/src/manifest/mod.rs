@@ -229,11 +229,47 @@ pub struct ManifestEntry {
     pub kind: EntryKind,
 }
 
+/// Which model and which release of it a manifest describes: set by the owner when writing
+/// the manifest, so it is inside what a signature covers. A signed pin is then bound to a
+/// model name and can be held to a minimum version (no rollback to an older signed release).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelId {
+    /// The model's name (1..=128 printable characters).
+    pub name: String,
+    /// Its release number; the owner raises it with every release.
+    pub version: u64,
+}
+
+impl ModelId {
+    /// Checks a name and version for a manifest.
+    ///
+    /// # Errors
+    /// [`ManifestError::Invalid`] for an empty, too long or non-printable name, or a version
+    /// above 2^53 - 1.
+    pub fn new(name: &str, version: u64) -> Result<Self, ManifestError> {
+        if name.is_empty() || name.chars().count() > 128 || name.chars().any(char::is_control) {
+            return Err(invalid(
+                "model.name",
+                "must be 1..=128 characters without control characters",
+            ));
+        }
+        if version > MAX_JSON_INT {
+            return Err(invalid("model.version", "above 2^53 - 1"));
+        }
+        Ok(ModelId {
+            name: name.to_owned(),
+            version,
+        })
+    }
+}
+
 /// A parsed, valid manifest: entries strictly sorted by path bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
     /// Creation parameters.
     pub params: Params,
+    /// The model name and release, when the owner set them.
+    pub model: Option<ModelId>,
     /// Every entry, sorted by the bytes of its path, no duplicates.
     pub entries: Vec<ManifestEntry>,
 }
@@ -260,7 +296,19 @@ impl Manifest {
                 return Err(invalid(lossy(&e.path), "listed twice"));
             }
         }
-        Ok(Manifest { params, entries })
+        Ok(Manifest {
+            params,
+            model: None,
+            entries,
+        })
+    }
+
+    /// The same manifest, describing model `model` (a different manifest, digest and
+    /// signature).
+    #[must_use]
+    pub fn with_model(mut self, model: Option<ModelId>) -> Self {
+        self.model = model;
+        self
     }
 
     /// The manifest as a JSON value (canonical member set; see [`Manifest::to_canonical`]).
@@ -299,11 +347,18 @@ impl Manifest {
                 Value::Object(o)
             })
             .collect();
-        json!({
+        let mut doc = json!({
             "schema": SCHEMA,
             "params": Value::Object(params),
             "entries": entries,
-        })
+        });
+        if let (Some(m), Some(o)) = (&self.model, doc.as_object_mut()) {
+            o.insert(
+                "model".into(),
+                json!({"name": m.name, "version": m.version}),
+            );
+        }
+        doc
     }
 
     /// The canonical bytes: RFC 8785 JSON followed by one `\n`. What is written to disk
@@ -393,6 +448,16 @@ impl Manifest {
             }
         };
         p.done()?;
+        let model = match top.opt("model") {
+            None => None,
+            Some(v) => {
+                let mut m = Obj::new(v, "model")?;
+                let name = m.string("name")?;
+                let version = m.int("version")?;
+                m.done()?;
+                Some(ModelId::new(&name, version)?)
+            }
+        };
         let raw_entries = match top.take("entries")? {
             Value::Array(a) => a,
             _ => return Err(invalid("entries", "not an array")),
@@ -419,6 +484,7 @@ impl Manifest {
                 long_name_max,
                 scrypt,
             },
+            model,
             entries,
         })
     }
@@ -654,6 +720,35 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn model_id_is_part_of_the_signed_bytes() {
+        let plain = sample();
+        let tagged = sample().with_model(Some(ModelId::new("llama-3-8b", 7).unwrap()));
+        let bytes = tagged.to_canonical();
+        assert!(
+            String::from_utf8_lossy(&bytes)
+                .contains(r#""model":{"name":"llama-3-8b","version":7}"#)
+        );
+        let back = Manifest::parse(&bytes).unwrap();
+        assert_eq!(back, tagged);
+        assert_ne!(tagged.digest(), plain.digest());
+        assert!(
+            Manifest::parse(&plain.to_canonical())
+                .unwrap()
+                .model
+                .is_none()
+        );
+        assert!(ModelId::new("", 1).is_err());
+        assert!(ModelId::new("a\nb", 1).is_err());
+        assert!(ModelId::new(&"x".repeat(129), 1).is_err());
+        assert!(ModelId::new("m", 1 << 60).is_err());
+        // Unknown members of `model` are refused.
+        let text = String::from_utf8(bytes)
+            .unwrap()
+            .replace(r#""version":7}"#, r#""version":7,"x":1}"#);
+        assert!(Manifest::parse(text.as_bytes()).is_err());
     }
 
     #[test]

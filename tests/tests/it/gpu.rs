@@ -61,6 +61,7 @@ fn opts(chunk: usize, depth: usize) -> LoadOptions {
         chunk_bytes: chunk,
         depth,
         hash: true,
+        file_hash: true,
     }
 }
 

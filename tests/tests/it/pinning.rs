@@ -78,20 +78,33 @@ impl Fx {
 
     /// `ccmount encrypt --manifest`: (cipherdir, manifest path).
     fn encrypted(&self) -> (PathBuf, PathBuf) {
+        self.encrypted_with(&[])
+    }
+
+    /// Encrypted with a manifest that names the model (`--model test-model`, version 3).
+    fn encrypted_tagged(&self) -> (PathBuf, PathBuf) {
+        self.encrypted_with(&[&"--model", &MODEL, &"--model-version", &"3"])
+    }
+
+    fn encrypted_with(&self, extra: &[&dyn AsRef<std::ffi::OsStr>]) -> (PathBuf, PathBuf) {
         let plain = self.plain();
         let cipher = self.p("cipher");
         let man = self.p("manifest.json");
-        let o = self.run(&[
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
             &"encrypt",
             &plain,
             &cipher,
             &"--passfile",
-            &self.pass(),
+            &"PASS",
             &"--scryptn",
             &"10",
             &"--manifest",
             &man,
-        ]);
+        ];
+        let pass = self.pass();
+        args[4] = &pass;
+        args.extend_from_slice(extra);
+        let o = self.run(&args);
         assert_eq!(code(&o), 0, "{}", stderr(&o));
         (cipher, man)
     }
@@ -467,6 +480,9 @@ impl Signer {
     }
 }
 
+/// The model name every manifest of these tests carries (version 3).
+const MODEL: &str = "test-model";
+
 fn signed_verify(f: &Fx, cipher: &Path, man: &Path, pubkey: &Path) -> Output {
     f.run(&[
         &"verify",
@@ -477,13 +493,15 @@ fn signed_verify(f: &Fx, cipher: &Path, man: &Path, pubkey: &Path) -> Output {
         &man,
         &"--expect-signed-by",
         &pubkey,
+        &"--expect-model",
+        &MODEL,
     ])
 }
 
 #[test]
 fn good_signature_is_accepted() {
     let Some(f) = Fx::new() else { return };
-    let (cipher, man) = f.encrypted();
+    let (cipher, man) = f.encrypted_tagged();
     let s = Signer::new(5);
     let pubkey = f.p("minisign.pub");
     fs::write(&pubkey, s.public_file()).unwrap();
@@ -502,7 +520,7 @@ fn good_signature_is_accepted() {
 #[test]
 fn bad_signature_is_refused() {
     let Some(f) = Fx::new() else { return };
-    let (cipher, man) = f.encrypted();
+    let (cipher, man) = f.encrypted_tagged();
     let s = Signer::new(5);
     let pubkey = f.p("minisign.pub");
     fs::write(&pubkey, s.public_file()).unwrap();
@@ -538,6 +556,8 @@ fn bad_signature_is_refused() {
         &"sha256:0000000000000000000000000000000000000000000000000000000000000000",
         &"--expect-signed-by",
         &pubkey,
+        &"--expect-model",
+        &MODEL,
     ]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
 }
@@ -551,7 +571,7 @@ fn minisign_cli_signature_is_accepted() {
         (!found).then(|| "minisign is not installed (apt-get install minisign)".to_owned())
     );
     let Some(f) = Fx::new() else { return };
-    let (cipher, man) = f.encrypted();
+    let (cipher, man) = f.encrypted_tagged();
     let (pk, sk) = (f.p("m.pub"), f.p("m.key"));
     let out = e2e::run_with_timeout(
         Command::new("minisign")
