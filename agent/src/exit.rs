@@ -268,7 +268,25 @@ fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
 }
 
 fn format_hint(e: &gocryptfs_format::Error) -> Option<&'static str> {
+    use gocryptfs_format::ConfigError as C;
     match e {
+        gocryptfs_format::Error::Config { source, .. } => match source {
+            C::PlaintextNames => Some(
+                "if the owner really made a plaintext-names tree, opt in with --allow-plaintextnames",
+            ),
+            C::ScryptCost { .. } => Some(
+                "if the owner really chose this cost, raise the limit with --max-scrypt-memory SIZE",
+            ),
+            _ => None,
+        },
+        gocryptfs_format::Error::Block {
+            kind: gocryptfs_format::BlockErrorKind::Hole,
+            ..
+        } => Some("for a tree that really holds sparse files, opt in with --allow-holes"),
+        gocryptfs_format::Error::Corrupt {
+            source: gocryptfs_format::CorruptError::SymlinkOutside,
+            ..
+        } => Some("if the owner really made such links, opt in with --allow-outside-symlinks"),
         gocryptfs_format::Error::OutputNotEmpty { .. } => Some("pass --force to write into it"),
         gocryptfs_format::Error::WrongPassword { .. } => {
             Some("check --passfile (its first line is the password) or the --key resource")
@@ -322,9 +340,20 @@ fn mount_hint(e: &fuse_decrypt::MountError) -> Option<&'static str> {
     }
 }
 
-/// The one line printed for an error: the chain, then the fix when there is one.
+/// The one line printed for an error: the chain, each cause said once, then the fix when
+/// there is one. Library errors print their cause in their own message and also expose it
+/// as `source()` (so typed causes stay reachable); a cause already said by the link before
+/// it is not repeated.
 pub(crate) fn message(err: &anyhow::Error) -> String {
-    let text = format!("{err:#}");
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let s = cause.to_string();
+        if s.is_empty() || parts.last().is_some_and(|p| p.contains(&s)) {
+            continue;
+        }
+        parts.push(s);
+    }
+    let text = parts.join(": ");
     match hint(err) {
         Some(h) if !text.contains(h) => format!("{text}; {h}"),
         _ => text,
@@ -456,6 +485,23 @@ mod tests {
         assert_eq!(Exit::from_code(42), Some(Exit::MountpointBusy));
         assert_eq!(Exit::from_code(12), Some(Exit::WrongKey));
         assert_eq!(Exit::from_code(99), None);
+    }
+
+    #[test]
+    fn causes_are_said_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = anyhow::Error::new(gocryptfs_format::Error::Io {
+            op: "opening cipher directory",
+            path: "x".into(),
+            source: io,
+        })
+        .context("opening x");
+        let m = message(&e);
+        assert_eq!(m.matches("entity not found").count(), 1, "{m}");
+        assert!(
+            m.starts_with("opening x: opening cipher directory x"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -146,6 +146,12 @@ impl CcFs {
         if !self.pinned_ok(e) {
             return false;
         }
+        if e.kind == FileKind::Other {
+            // A FIFO would hang its readers in the kernel's pipe code, a socket or device
+            // serves nothing a model needs: not served (decrypt skips them too).
+            self.hide(&e.plain_path, "a FIFO, socket or device node is not served");
+            return false;
+        }
         if e.kind == FileKind::Symlink
             && let Err(err) = self.dir.read_link(e)
         {
@@ -178,10 +184,15 @@ impl CcFs {
     }
 
     fn refuse_unpinned(&self, path: &Path, why: &str) {
+        self.hide(path, &format!("{why} (the mount is pinned)"));
+    }
+
+    /// Logs once per path why an entry is not served.
+    fn hide(&self, path: &Path, why: &str) {
         let key = (path.to_path_buf(), u64::MAX);
         let mut w = self.warned.lock().unwrap_or_else(PoisonError::into_inner);
         if w.len() < MAX_WARNED && w.insert(key) {
-            warn!("{}: refused: {why} (the mount is pinned)", escaped(path));
+            warn!("{}: refused: {why}", escaped(path));
         }
     }
 

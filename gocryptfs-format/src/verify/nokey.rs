@@ -279,6 +279,14 @@ impl NoKeyChecker<'_> {
                 }
             }
         }
+        if rec.size > MAX_PLAIN_SIZE {
+            self.add(
+                r,
+                rel,
+                &Error::corrupt(rel, CorruptError::Absurd { size: rec.size }),
+                false,
+            );
+        }
         if size > HEADER_LEN
             && rec.size <= MAX_PLAIN_SIZE
             && let Ok(f) = safeio::open_regular(&self.abs(rel))

@@ -19,6 +19,7 @@ mod demo;
 mod faults_cli;
 mod fuzz_corpus;
 mod gpu;
+mod host_attacks;
 mod hostile;
 mod hygiene;
 mod interop;

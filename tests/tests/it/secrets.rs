@@ -451,3 +451,50 @@ fn secrets_model_mount_unmounted_from_outside_ends_the_process() {
     assert!(log.contains("unmounted from outside"), "{log}");
     assert!(!m.ready.exists());
 }
+
+/// Hostile-host finding 13 (`host_attacks.rs` holds the others): a delivery that fails half
+/// way never leaves a partial set. The fourth target cannot be written (its directory is
+/// missing); the three before it keep their previous contents.
+#[test]
+fn host_13_secrets_are_switched_as_a_whole_set() {
+    let Some(bin) = ccmount_bin() else { return };
+    let s = setup("");
+    let once = |config: &Path| {
+        run_with_timeout(
+            Command::new(&bin)
+                .arg("--config")
+                .arg(config)
+                .args(["secrets", "--once"]),
+            Duration::from_secs(120),
+        )
+    };
+    let out = once(&s.config);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let o = s.dir.path().join("out");
+    s.kbs
+        .set_resource("default/inference/tls-key", b"-----KEY v2-----\n".to_vec())
+        .unwrap();
+    s.kbs
+        .set_resource("default/inference/api-key", b"api-key-v2".to_vec())
+        .unwrap();
+    let broken = s.dir.path().join("broken.toml");
+    let mut text = std::fs::read_to_string(&s.config).unwrap();
+    text.push_str(
+        "\n[[secrets]]\nresource = \"kbs:///default/inference/api-key\"\npath = \"missing-dir/api-key\"\n",
+    );
+    std::fs::write(&broken, text).unwrap();
+    let out = once(&broken);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read(o.join("tls.key")).unwrap(),
+        b"-----KEY v1-----\n"
+    );
+    assert_eq!(std::fs::read(o.join("api-key")).unwrap(), b"api-key-v1");
+    // No temporary file left behind either.
+    assert_eq!(std::fs::read_dir(&o).unwrap().count(), 3);
+}
