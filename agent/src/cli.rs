@@ -29,34 +29,55 @@ pub(crate) struct Cli {
 pub(crate) struct GlobalArgs {
     /// KBS base URL, e.g. `https://kbs.example:8080` (else from --config or the kernel
     /// command line `agent.aa_kbc_params=cc_kbc::<url>`).
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "KBS and attestation"
+    )]
     pub(crate) kbs_url: Option<String>,
     /// Extra CA certificate (PEM) to trust for the KBS's TLS certificate.
-    #[arg(long, global = true, value_name = "PEM")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PEM",
+        help_heading = "KBS and attestation"
+    )]
     pub(crate) kbs_cert: Option<PathBuf>,
     /// TEE evidence to present: auto-detect, or name one. `sample` is insecure and only for
     /// tests; it is never chosen by `auto`.
-    #[arg(long, global = true, value_name = "TEE", default_value = "auto")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "TEE",
+        default_value = "auto",
+        help_heading = "KBS and attestation"
+    )]
     pub(crate) tee: String,
     /// TOML configuration file (KBS settings, jobs, secrets to deliver).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "KBS and attestation"
+    )]
     pub(crate) config: Option<PathBuf>,
     /// Total deadline for KBS operations, e.g. 30s, 2m.
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, help_heading = "KBS and attestation")]
     pub(crate) timeout: Option<Duration>,
     /// Allow a plain-HTTP KBS URL (local test KBS only). A man in the middle can then read
     /// the token and resource paths, and forge every resource the KBS returns, including
     /// kbs:/// pins (--expect) and keys: nothing the KBS sends is authenticated.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "KBS and attestation")]
     pub(crate) insecure_http: bool,
     /// More logging (-v debug, -vv trace). Secrets are never logged at any level.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet", help_heading = "Output")]
     pub(crate) verbose: u8,
     /// Only errors.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Output")]
     pub(crate) quiet: bool,
     /// Log format on stderr: human text, or one JSON object per line (Kubernetes).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, help_heading = "Output")]
     pub(crate) log_format: LogFormat,
     /// Accept a tree whose names and symlink targets are stored in plaintext
     /// (PlaintextNames): the storage host can then choose them. Refused by default.
@@ -191,10 +212,29 @@ pub(crate) enum Command {
     LoadGpu(LoadGpuArgs),
     /// Run the whole job on generated data with a local test KBS.
     Demo(DemoArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout: `ccmount man | man -l -`.
+    Man,
     /// Benchmark helper: a plain pinned host-to-device copy (no decryption), the baseline
     /// of `tests/bench/run.sh gpu`.
     #[command(hide = true)]
     BenchH2d(BenchH2dArgs),
+}
+
+impl Command {
+    /// Whether the command was asked for JSON on stdout (`--json`): then a failure is a JSON
+    /// document too.
+    pub(crate) fn wants_json(&self) -> bool {
+        match self {
+            Command::Decrypt(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Info(a) => a.json,
+            Command::Attest(a) => a.json,
+            Command::LoadGpu(a) => a.json,
+            _ => false,
+        }
+    }
 }
 
 /// `ccmount encrypt`.
@@ -456,6 +496,14 @@ pub(crate) struct BenchH2dArgs {
     pub(crate) device: usize,
     #[command(flatten)]
     pub(crate) gpu: GpuArgs,
+}
+
+/// `ccmount completions`.
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 /// `ccmount demo`.

@@ -58,10 +58,14 @@ pub(crate) enum Exit {
     NoGpu = 50,
     /// A GPU operation failed.
     GpuFailed = 51,
+    /// Stopped by SIGINT (128 + 2); work in progress was cleaned up.
+    Interrupted = 130,
+    /// Stopped by SIGTERM (128 + 15); work in progress was cleaned up.
+    Terminated = 143,
 }
 
 /// Every code, for [`Exit::from_code`].
-const ALL: [Exit; 21] = [
+const ALL: [Exit; 23] = [
     Exit::Ok,
     Exit::Internal,
     Exit::Usage,
@@ -83,6 +87,8 @@ const ALL: [Exit; 21] = [
     Exit::MountpointBusy,
     Exit::NoGpu,
     Exit::GpuFailed,
+    Exit::Interrupted,
+    Exit::Terminated,
 ];
 
 impl Exit {
@@ -159,6 +165,10 @@ fn classify_library(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     }
     if let Some(e) = cause.downcast_ref::<gocryptfs_format::Error>() {
         return Some(format_exit(e));
+    }
+    if cause.downcast_ref::<gocryptfs_format::KeyError>().is_some() {
+        // An empty password file, a malformed master key file: the input, not a bug.
+        return Some(Exit::Usage);
     }
     if let Some(e) = cause.downcast_ref::<gpu_loader::Error>() {
         return Some(gpu_exit(e.kind()));
@@ -287,7 +297,9 @@ fn format_hint(e: &gocryptfs_format::Error) -> Option<&'static str> {
             source: gocryptfs_format::CorruptError::SymlinkOutside,
             ..
         } => Some("if the owner really made such links, opt in with --allow-outside-symlinks"),
-        gocryptfs_format::Error::OutputNotEmpty { .. } => Some("pass --force to write into it"),
+        gocryptfs_format::Error::OutputNotEmpty { .. } | gocryptfs_format::Error::Exists { .. } => {
+            Some("pass --force to write into it")
+        }
         gocryptfs_format::Error::WrongPassword { .. } => {
             Some("check --passfile (its first line is the password) or the --key resource")
         }

@@ -123,6 +123,26 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()
     Staged::write(path, data, mode)?.commit()
 }
 
+/// Set once a command printed its JSON document on stdout: an error after that must not
+/// print a second document (`main` prints `{"ok": false, ...}` only when nothing was).
+static JSON_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints a command's `--json` document on stdout (pretty, one trailing newline).
+///
+/// # Errors
+/// Writing stdout failed (a closed pipe).
+pub(crate) fn print_json(v: &serde_json::Value) -> io::Result<()> {
+    JSON_PRINTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut out = io::stdout().lock();
+    out.write_all(&json_bytes(v))?;
+    out.flush()
+}
+
+/// Whether a JSON document was printed already.
+pub(crate) fn json_printed() -> bool {
+    JSON_PRINTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Pretty JSON with a trailing newline (reports on stdout, receipts, summaries).
 pub(crate) fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();

@@ -16,11 +16,13 @@ mod cmd;
 mod exit;
 mod fsutil;
 mod hardening;
+mod interrupt;
 mod kbs;
 mod keys;
 mod logging;
 #[cfg(feature = "fuse")]
 mod mountopts;
+mod notify;
 mod pin;
 mod plan;
 mod policy;
@@ -50,9 +52,21 @@ fn main() -> ExitCode {
     logging::init(&cli.global, daemon);
     hardened.log();
     kbs::install(&cli.global);
+    let json = cli.command.wants_json();
     match cmd::dispatch(&cli.global, cli.command, &argv) {
         Ok(code) => code.code(),
-        Err(err) => report(&err, cli.global.log_format),
+        Err(err) => {
+            let code = report(&err, cli.global.log_format);
+            if json && !fsutil::json_printed() {
+                // `--json` promises a document on stdout, failures included.
+                let _ = fsutil::print_json(&serde_json::json!({
+                    "ok": false,
+                    "error": exit::message(&err),
+                    "exit_code": exit::classify(&err) as i32,
+                }));
+            }
+            code
+        }
     }
 }
 

@@ -9,11 +9,12 @@
 //! `allow_other` implies `default_permissions` (`mount.go`), and mounts are `nosuid,nodev`.
 
 use std::ffi::{OsStr, OsString};
+use std::path::Path;
 
 use fuse_decrypt::MountConfig;
 
 /// Subcommand names: argv whose first word is one of these is not the helper form.
-const SUBCOMMANDS: [&str; 13] = [
+const SUBCOMMANDS: [&str; 15] = [
     "encrypt",
     "decrypt",
     "verify",
@@ -26,6 +27,8 @@ const SUBCOMMANDS: [&str; 13] = [
     "attest",
     "load-gpu",
     "demo",
+    "completions",
+    "man",
     "help",
 ];
 
@@ -54,6 +57,19 @@ pub(crate) fn helper_argv(argv: &[OsString]) -> Result<Option<Vec<OsString>>, St
     };
     let is_word = |a: &OsStr| !a.is_empty() && !a.as_encoded_bytes().starts_with(b"-");
     if !is_word(src) || !is_word(mnt) || src.to_str().is_some_and(|s| SUBCOMMANDS.contains(&s)) {
+        return Ok(None);
+    }
+    // Only as the helper: run as `mount.ccmount`/`mount.fuse.ccmount`, or with `-o` (what
+    // mount(8) and mount.fuse3 pass). `ccmount verfy x` is a typo for clap to report, not
+    // a mount of "verfy" on "x".
+    let as_helper = Path::new(prog)
+        .file_name()
+        .is_some_and(|n| n.as_encoded_bytes().starts_with(b"mount."));
+    let has_o = argv
+        .iter()
+        .skip(3)
+        .any(|a| a.as_encoded_bytes().starts_with(b"-o"));
+    if !as_helper && !has_o {
         return Ok(None);
     }
     // The rest must be `-o OPTS` / `-oOPTS` only (what mount.fuse3 passes).
@@ -294,9 +310,12 @@ mod tests {
                 "rw,dev,suid,direct_io",
             ])
         );
-        // No options at all.
-        let got = helper_argv(&os(&["ccmount", "a", "b"])).unwrap().unwrap();
-        assert_eq!(got, os(&["ccmount", "mount", "a", "b"]));
+        // No options at all: only when run under a helper name (else it may be a typo).
+        let got = helper_argv(&os(&["mount.ccmount", "a", "b"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, os(&["mount.ccmount", "mount", "a", "b"]));
+        assert_eq!(helper_argv(&os(&["ccmount", "a", "b"])).unwrap(), None);
         assert!(helper_argv(&os(&["ccmount", "a", "b", "-o", "passfile"])).is_err());
     }
 
@@ -310,9 +329,19 @@ mod tests {
             vec!["ccmount", "a", "b", "--foreground"],
             vec!["ccmount", "a", "b", "-o"],
             vec!["ccmount", "help", "mount"],
+            // Typos are clap's to report, not mounts of "verfy" on "x".
+            vec!["ccmount", "verfy", "x"],
+            vec!["ccmount", "unmount", "m"],
+            vec!["ccmount", "completion", "bash"],
         ] {
             assert_eq!(helper_argv(&os(&argv)).unwrap(), None, "{argv:?}");
         }
+        // Invoked as the helper, no `-o` is needed.
+        assert!(
+            helper_argv(&os(&["/sbin/mount.ccmount", "src", "mnt"]))
+                .unwrap()
+                .is_some()
+        );
     }
 
     fn opts(groups: &[&str]) -> Result<MountConfig, String> {

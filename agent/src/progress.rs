@@ -53,3 +53,9 @@ impl Progress for Bar {
 pub(crate) fn chatty(quiet: bool) -> bool {
     !quiet && std::io::stderr().is_terminal()
 }
+
+/// `n` and the noun, singular or plural ("1 file", "3 files", "1 directory").
+pub(crate) fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}

@@ -46,6 +46,7 @@ pub(crate) fn foreground(g: &GlobalArgs, plan: &MountPlan, ready: impl FnOnce())
     watch_signals(Arc::clone(&stage))?;
     let live = start(g, plan, &stage)?;
     ready();
+    crate::notify::notify("READY=1");
     live.wait(|| {
         matches!(
             *stage.lock().unwrap_or_else(PoisonError::into_inner),
@@ -229,6 +230,7 @@ fn on_stop_signal(sig: Signal, stage: &Mutex<Stage>) {
         }
         Stage::Mounted { unmounter, ready } => {
             info!("{sig}: unmounting {}", unmounter.path().display());
+            crate::notify::notify("STOPPING=1");
             stop(unmounter, ready.as_deref());
             *st = Stage::Stopping;
         }

@@ -599,7 +599,7 @@ fn load_gpu_on_the_cpu_target_loads_every_safetensors_and_reports_tensors() {
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("loaded 1 files (12 bytes"), "{out}");
+    assert!(out.contains("loaded 1 file (12 bytes"), "{out}");
     assert!(out.contains("not verified"), "{out}");
 }
 
@@ -682,4 +682,301 @@ fn load_gpu_without_a_cuda_driver_exits_50_before_asking_for_the_key() {
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "one-line message: {err}");
+}
+
+/// The `ccmount: error:` line of a run.
+/// An argument list, printable.
+fn shown(args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
+    args.iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn error_line(o: &Output) -> String {
+    stderr(o)
+        .lines()
+        .find_map(|l| l.strip_prefix("ccmount: error: "))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn errors_say_their_cause_once_on_every_path() {
+    let f = Fixture::new();
+    let pass = f.pass();
+    let empty = f.p("empty-pass");
+    fs::write(&empty, "\n").unwrap();
+    let badkey = f.p("bad.key");
+    fs::write(&badkey, "zz").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = corpus::materialize("default", tmp.path());
+    let broken = f.p("broken");
+    fs::create_dir(&broken).unwrap();
+    fs::write(broken.join("gocryptfs.conf"), "{not json").unwrap();
+    let missing = f.p("missing");
+    let (o1, m, here) = (f.p("o1"), f.p("m"), f.p(""));
+    let cases: Vec<Vec<&dyn AsRef<std::ffi::OsStr>>> = vec![
+        vec![&"verify", &missing, &"--passfile", &pass],
+        vec![&"info", &missing],
+        vec![&"decrypt", &missing, &o1, &"--passfile", &pass],
+        vec![&"manifest", &missing, &"--passfile", &pass, &"--out", &m],
+        vec![&"verify", &root, &"--passfile", &pass],
+        vec![&"verify", &root, &"--passfile", &empty],
+        vec![&"verify", &root, &"--masterkey-file", &badkey],
+        vec![&"verify", &broken, &"--passfile", &pass],
+        vec![&"info", &broken],
+        vec![&"umount", &here],
+        vec![&"mount", &root, &missing, &"--passfile", &pass, &"-f"],
+        vec![&"get-resource", &"kbs:///a/../b"],
+    ];
+    for args in cases {
+        let o = ccmount(&args);
+        assert_ne!(code(&o), 0);
+        let line = error_line(&o);
+        assert!(!line.is_empty(), "{}: {}", shown(&args), stderr(&o));
+        let parts: Vec<&str> = line.split(": ").collect();
+        for (i, p) in parts.iter().enumerate() {
+            assert!(
+                !parts[i + 1..]
+                    .iter()
+                    .any(|q| q == p || (p.len() > 12 && q.contains(p))),
+                "{}: a cause said twice: {line}",
+                shown(&args)
+            );
+        }
+        assert_ne!(code(&o), 1, "{} exits 1 (a bug): {line}", shown(&args));
+    }
+}
+
+#[test]
+fn exit_codes_are_the_documented_ones() {
+    let f = Fixture::new();
+    let pass = f.pass();
+    let missing = f.p("missing");
+    // A missing cipher directory is one code everywhere.
+    for args in [
+        vec![
+            &"verify" as &dyn AsRef<std::ffi::OsStr>,
+            &missing,
+            &"--passfile",
+            &pass,
+        ],
+        vec![&"info", &missing],
+        vec![&"verify", &missing, &"--no-key"],
+        vec![&"decrypt", &missing, &f.p("o"), &"--passfile", &pass],
+        vec![
+            &"manifest",
+            &missing,
+            &"--passfile",
+            &pass,
+            &"--out",
+            &f.p("m"),
+        ],
+        vec![
+            &"load-gpu",
+            &missing,
+            &"--target",
+            &"cpu",
+            &"--passfile",
+            &pass,
+        ],
+    ] {
+        let o = ccmount(&args);
+        assert_eq!(code(&o), 4, "{}: {}", shown(&args), stderr(&o));
+    }
+    // Bad key inputs are usage errors, not bugs.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = corpus::materialize("default", tmp.path());
+    let empty = f.p("empty");
+    fs::write(&empty, "\n").unwrap();
+    let o = ccmount(&[&"verify", &root, &"--passfile", &empty]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let bad = f.p("mk");
+    fs::write(&bad, "not hex").unwrap();
+    let o = ccmount(&[&"verify", &root, &"--masterkey-file", &bad]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    // The documented table lists every code the binary knows.
+    let doc = fs::read_to_string(e2e::tests_dir().join("../docs/cli.md")).unwrap();
+    for code in [
+        0, 1, 2, 3, 4, 5, 12, 26, 30, 31, 32, 33, 34, 35, 36, 37, 40, 41, 42, 50, 51, 130, 143,
+    ] {
+        assert!(
+            doc.contains(&format!("\n| {code} |")),
+            "docs/cli.md lacks exit code {code}"
+        );
+    }
+}
+
+#[test]
+fn json_is_printed_on_failure_too() {
+    let f = Fixture::new();
+    let pass = f.pass();
+    let missing = f.p("missing");
+    for args in [
+        vec![
+            &"verify" as &dyn AsRef<std::ffi::OsStr>,
+            &missing,
+            &"--passfile",
+            &pass,
+            &"--json",
+        ],
+        vec![&"info", &missing, &"--json"],
+        vec![
+            &"decrypt",
+            &missing,
+            &f.p("o"),
+            &"--passfile",
+            &pass,
+            &"--json",
+        ],
+        vec![
+            &"load-gpu",
+            &missing,
+            &"--target",
+            &"cpu",
+            &"--passfile",
+            &pass,
+            &"--json",
+        ],
+    ] {
+        let o = ccmount(&args);
+        assert_eq!(code(&o), 4, "{}: {}", shown(&args), stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{}: stdout is not one JSON document ({e})", shown(&args)));
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["exit_code"], 4, "{v}");
+        assert!(v["error"].as_str().unwrap().contains("missing"), "{v}");
+    }
+}
+
+#[test]
+fn typos_are_reported_by_clap_not_taken_for_mounts() {
+    for args in [["verfy", "x"], ["unmount", "m"], ["completion", "bash"]] {
+        let o = ccmount(&[&args[0], &args[1]]);
+        assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("unrecognized subcommand"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn completions_and_man_page() {
+    for (shell, marker) in [
+        ("bash", "complete"),
+        ("zsh", "#compdef"),
+        ("fish", "complete -c ccmount"),
+        ("elvish", "edit:completion"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        // Not through `ccmount()`: a script larger than a pipe buffer needs reading while
+        // the child runs.
+        let o = Command::new(env!("CARGO_BIN_EXE_ccmount"))
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{shell}: {}", stderr(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains(marker),
+            "{shell}"
+        );
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_ccmount"))
+        .arg("man")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0);
+    let page = String::from_utf8_lossy(&o.stdout);
+    assert!(page.contains(".TH ccmount"), "{page}");
+    assert!(page.contains("verify"), "{page}");
+}
+
+#[test]
+fn decrypt_stopped_by_sigterm_leaves_no_temporary_files() {
+    let f = Fixture::new();
+    let plain = f.p("plain");
+    fs::create_dir(&plain).unwrap();
+    let mut big = vec![0u8; 384 << 20];
+    e2e::tree::Rng::new(7).fill(&mut big);
+    for i in 0..4 {
+        fs::write(
+            plain.join(format!("shard{i}.bin")),
+            &big[i * (96 << 20)..(i + 1) * (96 << 20)],
+        )
+        .unwrap();
+    }
+    drop(big);
+    let cipher = f.p("cipher");
+    let pass = f.pass();
+    let o = ccmount(&[
+        &"-q",
+        &"encrypt",
+        &plain,
+        &cipher,
+        &"--passfile",
+        &pass,
+        &"--scryptn",
+        &"10",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let out = f.p("out");
+    let temps = |dir: &std::path::Path| {
+        fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with(".ccmount-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    for (sig, want) in [("-TERM", 143), ("-INT", 130)] {
+        let _ = fs::remove_dir_all(&out);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ccmount"))
+            .args(["-q", "decrypt"])
+            .arg(&cipher)
+            .arg(&out)
+            .arg("--passfile")
+            .arg(&pass)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once the first temporary file exists, the work is under way.
+        let t = std::time::Instant::now();
+        while temps(&out) == 0 && t.elapsed() < Duration::from_secs(20) {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status();
+        let o = child.wait_with_output().unwrap();
+        let c = code(&o);
+        if c == 0 {
+            eprintln!("decrypt finished before the signal: nothing to clean up this time");
+        } else {
+            assert_eq!(c, want, "{}", stderr(&o));
+            assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+        }
+        assert_eq!(temps(&out), 0, "temporary files left after {sig}");
+    }
+    // A planted leftover (as an older killed run would leave) is swept by --force.
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join(".ccmount-0123456789abcdef.tmp"), b"partial").unwrap();
+    let o = ccmount(&[
+        &"-q",
+        &"decrypt",
+        &cipher,
+        &out,
+        &"--passfile",
+        &pass,
+        &"--force",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(temps(&out), 0);
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 4);
 }

@@ -93,7 +93,15 @@ pub(crate) struct CcFs {
     pin: Option<Arc<VerifiedTree>>,
     /// The backing file's identity at the last open of each node: the kernel may keep the
     /// cached plaintext (`FOPEN_KEEP_CACHE`) only while it is unchanged.
-    stamps: Mutex<HashMap<u64, Stamp>>,
+    stamps: Mutex<Stamps>,
+}
+
+/// [`CcFs::stamps`]: per node, the identity at its last open; `forgot` once the table had to
+/// be cleared (then a node without a stamp may still have cached pages).
+#[derive(Debug, Default)]
+struct Stamps {
+    by_node: HashMap<u64, Stamp>,
+    forgot: bool,
 }
 
 fn file_type(e: &Entry) -> FileType {
@@ -130,7 +138,7 @@ impl CcFs {
             opts,
             warned: Mutex::new(HashSet::new()),
             pin: None,
-            stamps: Mutex::new(HashMap::new()),
+            stamps: Mutex::new(Stamps::default()),
         })
     }
 
@@ -280,16 +288,22 @@ impl CcFs {
     }
 
     /// Records `stamp` as the node's backing identity; true when it equals the one of the
-    /// previous open, so pages the kernel cached then are still this file's plaintext.
-    /// Otherwise (first open, or the host replaced or rewrote the cipher file) the kernel
-    /// drops the node's cache on this open, as gocryptfs does on every open: old and new
-    /// content are never served mixed.
+    /// previous open (so pages the kernel cached then are still this file's plaintext), or
+    /// on a first open (nothing cached yet). Otherwise (the host replaced or rewrote the
+    /// cipher file) the kernel drops the node's cache on this open, as gocryptfs does on
+    /// every open: old and new content are never served mixed.
     fn unchanged_since_last_open(&self, node: u64, stamp: Stamp) -> bool {
-        let mut stamps = self.stamps.lock().unwrap_or_else(PoisonError::into_inner);
-        if stamps.len() >= MAX_STAMPS && !stamps.contains_key(&node) {
-            stamps.clear();
+        let mut st = self.stamps.lock().unwrap_or_else(PoisonError::into_inner);
+        if st.by_node.len() >= MAX_STAMPS && !st.by_node.contains_key(&node) {
+            st.by_node.clear();
+            st.forgot = true;
         }
-        stamps.insert(node, stamp) == Some(stamp)
+        match st.by_node.insert(node, stamp) {
+            Some(prev) => prev == stamp,
+            // The first open of the node: pages can only have been cached by an earlier open,
+            // which left a stamp, unless the table was cleared since.
+            None => !st.forgot,
+        }
     }
 
     fn entry_of(&self, ino: INodeNo) -> Result<Arc<Entry>, Errno> {

@@ -800,7 +800,11 @@ fn check_layout(config: &Config, policy: &Policy) -> std::result::Result<(), Con
 
 /// Fails early with a clear message when `root` is not a cipher directory at all.
 fn check_root(root: &Path) -> Result<()> {
-    let meta = fs::metadata(root).map_err(|e| Error::io("opening cipher directory", root, e))?;
+    // Missing or unreadable: exit class "bad cipher directory", the same for every command.
+    let meta = fs::metadata(root).map_err(|e| Error::Config {
+        path: root.to_path_buf(),
+        source: ConfigError::NoDir(e.kind()),
+    })?;
     if !meta.is_dir() {
         return Err(Error::Config {
             path: root.to_path_buf(),

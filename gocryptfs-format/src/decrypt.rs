@@ -18,6 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags, Timespec, Timestamps};
@@ -39,10 +40,28 @@ thread_local! {
 }
 
 /// Options for [`decrypt_tree`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct DecryptOptions {
-    /// Write into a non-empty OUTDIR, replacing files and symlinks of the same name.
+    /// Write into a non-empty OUTDIR, replacing files and symlinks of the same name (and
+    /// removing temporary files an interrupted run left there).
     pub force: bool,
+    /// Set (from a signal handler) to stop: no new file or piece is started, and every
+    /// temporary file of the files in progress is removed before returning.
+    pub cancel: Option<&'static AtomicBool>,
+}
+
+impl DecryptOptions {
+    fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// The refusal of a cancelled run.
+fn interrupted(path: &Path) -> Error {
+    Error::refused(
+        path,
+        "interrupted before this file was complete (not written)",
+    )
 }
 
 /// One problem met while decrypting.
@@ -180,6 +199,10 @@ fn decrypt_impl(
 ) -> Result<DecryptSummary> {
     refuse_overlap(dir.root(), out)?;
     let root_fd = prepare_outdir(out, opts.force)?;
+    if opts.force {
+        // Temporary files of an interrupted earlier run are ours: they go.
+        sweep_temp_files(&root_fd, Path::new(""))?;
+    }
     let mut tree = walk(dir)?;
     let mut summary = DecryptSummary::default();
     if let Some(pin) = pin {
@@ -311,7 +334,7 @@ fn decrypt_impl(
         .par_iter()
         .with_max_len(1)
         .map(
-            |e| match write_file(dir, &root_fd, e, opts.force, pin, progress) {
+            |e| match write_file(dir, &root_fd, e, opts, pin, progress) {
                 Ok(n) => (n, None),
                 Err(err) => ((0, 0), Some(err)),
             },
@@ -400,8 +423,10 @@ fn prune(root: &OwnedFd, rel: &Path, keep: &HashSet<&Path>, removed: &mut u64) -
 /// # Errors
 /// [`Error::Refused`]; I/O resolving either path.
 pub fn refuse_overlap(cipher_root: &Path, out: &Path) -> Result<()> {
-    let cipher =
-        fs::canonicalize(cipher_root).map_err(|e| Error::io("resolving", cipher_root, e))?;
+    let cipher = fs::canonicalize(cipher_root).map_err(|e| Error::Config {
+        path: cipher_root.to_path_buf(),
+        source: crate::error::ConfigError::NoDir(e.kind()),
+    })?;
     let out_abs = resolve_lexically(out).map_err(|e| Error::io("resolving", out, e))?;
     if out_abs.starts_with(&cipher) {
         return Err(Error::refused(
@@ -537,11 +562,13 @@ fn make_dir(root: &OwnedFd, rel: &Path, force: bool) -> Result<()> {
             } else {
                 Err(Error::refused(
                     rel,
-                    "a file or symlink of this name is in the way in the output; remove it",
+                    "a file or symlink of this name is in the way in the output",
                 ))
             }
         }
-        Err(Errno::EXIST) => Err(Error::refused(rel, "already exists in the output")),
+        Err(Errno::EXIST) => Err(Error::Exists {
+            path: rel.to_path_buf(),
+        }),
         Err(e) => Err(Error::io("creating", rel, e.into())),
     }
 }
@@ -575,7 +602,9 @@ fn commit(pfd: &OwnedFd, tmp: &OsStr, name: &OsStr, rel: &Path, force: bool) -> 
     rustix::fs::renameat_with(pfd, tmp, pfd, name, flags).map_err(|e| {
         let _ = rustix::fs::unlinkat(pfd, tmp, AtFlags::empty());
         match e {
-            Errno::EXIST => Error::refused(rel, "already exists in the output"),
+            Errno::EXIST => Error::Exists {
+                path: rel.to_path_buf(),
+            },
             Errno::ISDIR => {
                 Error::refused(rel, "a directory of this name is in the way in the output")
             }
@@ -618,10 +647,14 @@ fn write_file(
     dir: &CipherDir,
     root: &OwnedFd,
     e: &Entry,
-    force: bool,
+    opts: &DecryptOptions,
     pin: Option<&Manifest>,
     progress: &dyn Progress,
 ) -> Result<(u64, u64)> {
+    if opts.cancelled() {
+        return Err(interrupted(&e.plain_path));
+    }
+    let force = opts.force;
     let cf = dir.open_file(e)?;
     let pinned = match pin.and_then(|p| p.get(&e.plain_path)).map(|p| &p.kind) {
         Some(EntryKind::File(f)) => Some(*f),
@@ -647,7 +680,7 @@ fn write_file(
     .map_err(|err| Error::io("creating", &e.plain_path, err.into()))?;
     let out = File::from(fd);
     let res = (|| -> Result<(u64, u64)> {
-        let holes = write_pieces(&cf, &out, progress)?;
+        let holes = write_pieces(&cf, &out, opts, progress)?;
         out.set_len(cf.plain_size())
             .map_err(|err| Error::io("writing", &e.plain_path, err))?;
         if let Some(f) = &pinned
@@ -715,7 +748,12 @@ fn hash_written(out: &File, path: &Path) -> Result<[u8; 32]> {
 /// Decrypts every piece of `cf` into `out`, in parallel. A hole block fails the file unless
 /// holes are allowed; allowed hole blocks are not written, so holes stay holes. Fails with
 /// the first bad block.
-fn write_pieces(cf: &CipherFile, out: &File, progress: &dyn Progress) -> Result<u64> {
+fn write_pieces(
+    cf: &CipherFile,
+    out: &File,
+    opts: &DecryptOptions,
+    progress: &dyn Progress,
+) -> Result<u64> {
     if !cf.content().holes_allowed()
         && let Some(r) = cf.fs_hole_blocks().first()
     {
@@ -732,6 +770,9 @@ fn write_pieces(cf: &CipherFile, out: &File, progress: &dyn Progress) -> Result<
     let pieces: Vec<u64> = (0..blocks).step_by(PIECE_BLOCKS as usize).collect();
     let holes = std::sync::atomic::AtomicU64::new(0);
     let one = |&first: &u64| -> Result<()> {
+        if opts.cancelled() {
+            return Err(interrupted(cf.path()));
+        }
         BUFS.with(|cell| {
             let mut guard = cell.borrow_mut();
             let (ct, pt) = &mut *guard;
@@ -758,10 +799,7 @@ fn write_pieces(cf: &CipherFile, out: &File, progress: &dyn Progress) -> Result<
                     run = Some(i);
                 }
             }
-            holes.fetch_add(
-                piece.holes.len() as u64,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            holes.fetch_add(piece.holes.len() as u64, Ordering::Relaxed);
             progress.advance(piece.plain_len as u64);
             Ok(())
         })
@@ -790,6 +828,52 @@ fn finish_dir(dir: &CipherDir, root: &OwnedFd, e: &Entry) -> Result<()> {
         .map_err(|err| Error::io("setting the mode of", &e.plain_path, err.into()))?;
     rustix::fs::futimens(&fd, &timestamps(&e.meta))
         .map_err(|err| Error::io("setting the times of", &e.plain_path, err.into()))
+}
+
+/// Removes every temporary file of ours (`.ccmount-*.tmp`) below `rel` of OUTDIR, never
+/// following a symlink: what a killed run leaves behind.
+///
+/// # Errors
+/// A directory that cannot be listed or a file that cannot be removed.
+pub fn sweep_temp_files_in(out: &Path) -> Result<u64> {
+    let fd = rustix::fs::openat(
+        rustix::fs::CWD,
+        out,
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::io("opening", out, e.into()))?;
+    sweep_temp_files(&fd, Path::new(""))
+}
+
+fn sweep_temp_files(root: &OwnedFd, rel: &Path) -> Result<u64> {
+    let fd = open_rel_dir(root, rel)?;
+    let mut removed = 0;
+    let mut dirs = Vec::new();
+    let listing =
+        rustix::fs::Dir::read_from(&fd).map_err(|e| Error::io("listing", rel, e.into()))?;
+    for ent in listing {
+        let ent = ent.map_err(|e| Error::io("listing", rel, e.into()))?;
+        let name = OsStr::from_bytes(ent.file_name().to_bytes()).to_owned();
+        if name == "." || name == ".." {
+            continue;
+        }
+        match ent.file_type() {
+            rustix::fs::FileType::Directory => dirs.push(name),
+            rustix::fs::FileType::RegularFile | rustix::fs::FileType::Symlink
+                if is_temp_name(&name) =>
+            {
+                rustix::fs::unlinkat(&fd, name.as_os_str(), AtFlags::empty())
+                    .map_err(|e| Error::io("removing", rel.join(&name), e.into()))?;
+                removed += 1;
+            }
+            _ => {}
+        }
+    }
+    for d in dirs {
+        removed += sweep_temp_files(root, &rel.join(d))?;
+    }
+    Ok(removed)
 }
 
 /// Whether a name is one of our temp files (for callers that clean up after a crash).

@@ -95,6 +95,12 @@ pub enum Error {
         /// Why, and what to do.
         reason: String,
     },
+    /// An entry of the output already exists (and `force` was not given).
+    #[error("{path}: already exists in the output", path = crate::escape::escaped(.path))]
+    Exists {
+        /// The entry, relative to the output directory.
+        path: PathBuf,
+    },
     /// The output directory exists and is not empty.
     #[error("{path}: output directory is not empty", path = crate::escape::escaped(.path))]
     OutputNotEmpty {
@@ -145,7 +151,7 @@ impl Error {
                 ErrorKind::Corrupt
             }
             Error::Io { .. } => ErrorKind::Io,
-            Error::OutputNotEmpty { .. } => ErrorKind::OutputExists,
+            Error::OutputNotEmpty { .. } | Error::Exists { .. } => ErrorKind::OutputExists,
             Error::Refused { .. } | Error::Key(_) => ErrorKind::Usage,
             Error::Problems { kind, .. } => *kind,
         }
@@ -270,6 +276,9 @@ pub enum ConfigError {
     /// `gocryptfs.conf` is a FIFO, symlink, directory or device.
     #[error("gocryptfs.conf is a {0}, not a regular file")]
     NotRegular(&'static str),
+    /// The cipher directory itself cannot be opened.
+    #[error("the cipher directory cannot be opened ({0})")]
+    NoDir(io::ErrorKind),
     /// There is no `gocryptfs.conf`.
     #[error(
         "no gocryptfs.conf here: not a gocryptfs cipher directory (a tree made without one opens only with its master key)"

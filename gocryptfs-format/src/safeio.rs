@@ -59,11 +59,14 @@ pub(crate) fn open_regular(path: &Path) -> Result<File, OpenFail> {
             }
         })?;
     let ft = file.metadata().map_err(OpenFail::Io)?.file_type();
-    if ft.is_file() {
-        Ok(file)
-    } else {
-        Err(OpenFail::NotRegular(type_name(ft)))
+    if !ft.is_file() {
+        return Err(OpenFail::NotRegular(type_name(ft)));
     }
+    // A regular file: reads behave the same either way, but drop the flag so the
+    // descriptor is exactly what a plain open gives (O_NONBLOCK was only for the open).
+    let flags = rustix::fs::fcntl_getfl(&file).map_err(|e| OpenFail::Io(e.into()))?;
+    rustix::fs::fcntl_setfl(&file, flags - OFlags::NONBLOCK).map_err(|e| OpenFail::Io(e.into()))?;
+    Ok(file)
 }
 
 /// Reads a regular file of at most `max` bytes: `Ok(None)` if it is larger.

@@ -43,8 +43,9 @@ pub(crate) fn run(global: &GlobalArgs, args: &AttestArgs) -> Result<Exit> {
     });
     let mut out = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
+        drop(out);
+        crate::fsutil::print_json(&report)?;
+        return Ok(Exit::Ok);
     } else {
         writeln!(out, "tee:       {}", report["tee"].as_str().unwrap_or("?"))?;
         writeln!(

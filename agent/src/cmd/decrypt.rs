@@ -10,7 +10,7 @@
 
 use anyhow::{Context, Result};
 use gocryptfs_format::decrypt::{
-    DecryptOptions, decrypt_tree, decrypt_tree_pinned, refuse_overlap,
+    DecryptOptions, decrypt_tree, decrypt_tree_pinned, refuse_overlap, sweep_temp_files_in,
 };
 use gocryptfs_format::manifest::{CheckMode, Manifest, check};
 use serde_json::json;
@@ -20,7 +20,7 @@ use crate::exit::{Exit, coded};
 use crate::keys;
 use crate::pin;
 use crate::plan::DecryptPlan;
-use crate::progress::{Bar, chatty};
+use crate::progress::{Bar, chatty, count};
 use crate::receipt::Receipt;
 
 /// Problems printed one per line before the summary error.
@@ -63,13 +63,32 @@ pub(crate) fn run(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
     let bar = Bar::new("decrypt", !g.quiet && !a.json);
     // With a pin, every entry is held to it again while written (storage may change after
     // the check): nothing unpinned is renamed into place.
-    let opts = DecryptOptions { force: a.force };
+    let opts = DecryptOptions {
+        force: a.force,
+        cancel: Some(crate::interrupt::install()),
+    };
     let summary = match &accepted {
         Some(m) => decrypt_tree_pinned(&dir, &a.outdir, &opts, m, &bar),
         None => decrypt_tree(&dir, &a.outdir, &opts, &bar),
     }
     .with_context(|| format!("decrypting into {}", a.outdir.display()));
     bar.finish();
+    if let Some(sig) = crate::interrupt::received() {
+        // Files in progress removed their own temporary files; sweep in case.
+        let _ = sweep_temp_files_in(&a.outdir);
+        let code = if sig == 2 {
+            Exit::Interrupted
+        } else {
+            Exit::Terminated
+        };
+        return Err(coded(
+            code,
+            format!(
+                "interrupted by signal {sig}: {} holds only whole files, no temporary ones; run again (with --force) to finish",
+                a.outdir.display()
+            ),
+        ));
+    }
     let summary = summary?;
     for p in summary.problems.iter().take(MAX_PRINTED) {
         if p.warning {
@@ -94,17 +113,14 @@ pub(crate) fn run(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
                 "message": p.error.to_string(),
             })).collect::<Vec<_>>(),
         });
-        print!(
-            "{}",
-            String::from_utf8_lossy(&crate::fsutil::json_bytes(&v))
-        );
+        crate::fsutil::print_json(&v)?;
     } else if chatty(g.quiet) && summary.is_ok() {
         eprintln!(
-            "decrypted {} files ({} bytes), {} directories, {} symlinks into {}",
-            summary.files,
-            summary.bytes,
-            summary.dirs,
-            summary.symlinks,
+            "decrypted {} ({}), {}, {} into {}",
+            count(summary.files, "file", "files"),
+            count(summary.bytes, "byte", "bytes"),
+            count(summary.dirs, "directory", "directories"),
+            count(summary.symlinks, "symlink", "symlinks"),
             a.outdir.display()
         );
     }

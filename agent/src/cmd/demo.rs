@@ -162,7 +162,7 @@ pub(crate) fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<Exit> {
         None => {
             let out = work.path.join("plaintext");
             steps.time("decrypt into a temporary directory", || {
-                let s = decrypt_tree(&dir, &out, &DecryptOptions { force: false }, &NoProgress)?;
+                let s = decrypt_tree(&dir, &out, &DecryptOptions::default(), &NoProgress)?;
                 s.into_result().map_err(anyhow::Error::from)
             })?;
             steps.time("check every file's sha256", || check(&out, &expected))?

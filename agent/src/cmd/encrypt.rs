@@ -9,7 +9,7 @@ use gocryptfs_format::{ContentAlgo, KeySource};
 use crate::cli::{EncryptArgs, GlobalArgs};
 use crate::exit::{Exit, coded};
 use crate::keys;
-use crate::progress::{Bar, chatty};
+use crate::progress::{Bar, chatty, count};
 
 /// Builds the layout from the flags, refusing combinations gocryptfs refuses too.
 fn layout(a: &EncryptArgs) -> Result<Layout> {
@@ -99,11 +99,11 @@ pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
     }
     if chatty(g.quiet) {
         eprintln!(
-            "encrypted {} files ({} bytes), {} directories, {} symlinks into {}",
-            summary.files,
-            summary.bytes,
-            summary.dirs,
-            summary.symlinks,
+            "encrypted {} ({}), {}, {} into {}",
+            count(summary.files, "file", "files"),
+            count(summary.bytes, "byte", "bytes"),
+            count(summary.dirs, "directory", "directories"),
+            count(summary.symlinks, "symlink", "symlinks"),
             a.cipherdir.display()
         );
     }

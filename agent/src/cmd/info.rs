@@ -44,10 +44,7 @@ pub(crate) fn run(a: InfoArgs) -> Result<Exit> {
                 "key_len": 32,
             },
         });
-        print!(
-            "{}",
-            String::from_utf8_lossy(&crate::fsutil::json_bytes(&v))
-        );
+        crate::fsutil::print_json(&v)?;
     } else {
         println!("Creator:           {}", c.creator);
         println!("FeatureFlags:      {}", flags.join(" "));

@@ -29,7 +29,7 @@ use crate::exit::{Exit, coded};
 use crate::keys;
 use crate::pin;
 use crate::plan::KeyPlan;
-use crate::progress::{Bar, chatty};
+use crate::progress::{Bar, chatty, count};
 use crate::receipt::Receipt;
 
 /// One loaded file, as reported.
@@ -198,9 +198,7 @@ fn run_on<T: CopyTarget>(
             &reports,
             failure.as_ref(),
         );
-        let mut out = std::io::stdout().lock();
-        out.write_all(&crate::fsutil::json_bytes(&v))?;
-        out.flush()?;
+        crate::fsutil::print_json(&v)?;
     } else if failure.is_none() {
         print_human(g, &info, &opts, pinned, refused.as_deref(), &reports)?;
     }
@@ -398,8 +396,10 @@ fn print_human(
     let staging = if pinned { "pinned" } else { "pageable" };
     writeln!(
         out,
-        "loaded {} files ({total} bytes, {tensors} tensors) in {secs:.3} s: {:.2} GB/s into {} device {} ({}); {staging} staging {} x {} MiB{}",
-        reports.len(),
+        "loaded {} ({}, {}) in {secs:.3} s: {:.2} GB/s into {} device {} ({}); {staging} staging {} x {} MiB{}",
+        count(reports.len() as u64, "file", "files"),
+        count(total, "byte", "bytes"),
+        count(tensors as u64, "tensor", "tensors"),
         gbps(total, secs),
         info.kind,
         info.ordinal,

@@ -52,6 +52,8 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
         Command::Secrets(a) => return secrets::run(global, &a),
         Command::LoadGpu(a) => return load_gpu::run(global, a),
         Command::BenchH2d(a) => return load_gpu::bench_h2d(global, a),
+        Command::Completions(a) => return completions(a.shell),
+        Command::Man => return man_page(),
         #[cfg(feature = "demo")]
         Command::Demo(a) => return demo::run(global, &a),
         #[cfg(not(feature = "demo"))]
@@ -61,4 +63,29 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
         Exit::Usage,
         format!("`ccmount {name}` is not available in this build yet"),
     ))
+}
+
+/// `ccmount completions SHELL`: the completion script on stdout.
+fn completions(shell: clap_complete::Shell) -> Result<Exit> {
+    use clap::CommandFactory as _;
+    let mut cmd = crate::cli::Cli::command();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "ccmount", &mut out);
+    write_stdout(&out)
+}
+
+/// `ccmount man`: the manual page (roff) on stdout.
+fn man_page() -> Result<Exit> {
+    use clap::CommandFactory as _;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(crate::cli::Cli::command()).render(&mut out)?;
+    write_stdout(&out)
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<Exit> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes)?;
+    stdout.flush()?;
+    Ok(Exit::Ok)
 }

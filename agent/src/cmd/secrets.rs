@@ -147,7 +147,10 @@ pub(crate) fn run(global: &GlobalArgs, args: &SecretsArgs) -> Result<Exit> {
     }
     match signals {
         None => Ok(Exit::Ok),
-        Some(signals) => wait_and_refresh(&plan, signals, mount),
+        Some(signals) => {
+            crate::notify::notify("READY=1");
+            wait_and_refresh(&plan, signals, mount)
+        }
     }
 }
 
@@ -501,6 +504,7 @@ fn wait_and_refresh(plan: &Plan, signals: Signals, mut mount: Option<ModelMount>
         let why = match wake {
             Wake::Stop => {
                 tracing::info!("stopping on signal");
+                crate::notify::notify("STOPPING=1");
                 if let Some(m) = mount.take() {
                     m.stop()?;
                 }

@@ -18,7 +18,7 @@ use crate::exit::{Exit, coded};
 use crate::keys;
 use crate::pin;
 use crate::plan::KeyPlan;
-use crate::progress::{Bar, chatty};
+use crate::progress::{Bar, chatty, count};
 use crate::receipt::Receipt;
 
 pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
@@ -29,7 +29,8 @@ pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
                 "--manifest, --expect and --receipt need the key (they pin plaintext hashes); drop --no-key",
             ));
         }
-        let bar = Bar::new("verify", !g.quiet && !a.json);
+        // Structure only: no byte count to show progress against.
+        let bar = Bar::new("verify", false);
         let report = verify_no_key(&a.cipherdir, &crate::policy::current(g)?, &bar)?;
         bar.finish();
         output(&report, &a, g, None)?;
@@ -103,9 +104,7 @@ fn output(
         if let (Some(p), Some(o)) = (pin, v.as_object_mut()) {
             o.insert("pin".into(), p);
         }
-        let mut out = std::io::stdout().lock();
-        out.write_all(&crate::fsutil::json_bytes(&v))?;
-        out.flush()?;
+        crate::fsutil::print_json(&v)?;
     } else {
         print_human(report, g.quiet)?;
     }
@@ -139,19 +138,19 @@ fn print_human(r: &Report, quiet: bool) -> std::io::Result<()> {
     }
     let s = &r.stats;
     let line = format!(
-        "{}: {} files, {} directories, {} symlinks, {} plaintext bytes checked{}; {} errors, {} warnings",
+        "{}: {}, {}, {}, {} checked{}; {}, {}",
         escaped(&r.cipherdir),
-        s.files,
-        s.dirs,
-        s.symlinks,
-        s.bytes,
+        count(s.files, "file", "files"),
+        count(s.dirs, "directory", "directories"),
+        count(s.symlinks, "symlink", "symlinks"),
+        count(s.bytes, "plaintext byte", "plaintext bytes"),
         if matches!(r.mode, gocryptfs_format::verify::Mode::NoKey) {
             " (structure only, no key)"
         } else {
             ""
         },
-        s.errors,
-        s.warnings
+        count(s.errors, "error", "errors"),
+        count(s.warnings, "warning", "warnings")
     );
     if !r.is_ok() || chatty(quiet) {
         writeln!(out, "{line}")?;

@@ -41,7 +41,10 @@ pub fn verify_no_key(
 ) -> Result<Report, Error> {
     let _ = progress;
     let mut report = Report::new(Mode::NoKey, root);
-    fs::read_dir(root).map_err(|e| Error::io("listing", root, e))?;
+    fs::read_dir(root).map_err(|e| Error::Config {
+        path: root.to_path_buf(),
+        source: ConfigError::NoDir(e.kind()),
+    })?;
     let config = match Config::load(root) {
         Ok(c) => c,
         Err(e) => {

@@ -2,13 +2,19 @@
 # plus single-core block decryption of each AES-GCM backend vs bare aws-lc EVP calls.
 #
 # Environment: BENCH_DIR (default /dev/shm/ccmount-bench, must be tmpfs), SIZE_MIB (2048),
-# RUNS (3).
+# RUNS (3), BIN_DIR (use the ccmount and ccmount-bench binaries there instead of building
+# release ones, e.g. an older build for an A/B comparison; say so with the numbers).
 
 suite_main() {
   local dir=${BENCH_DIR:-/dev/shm/ccmount-bench} size=${SIZE_MIB:-2048} runs=${RUNS:-3}
   need_tools offline gocryptfs fusermount3
-  build_release
-  local cc=$PWD/target/release/ccmount bench=$PWD/target/release/ccmount-bench
+  local bin_dir=${BIN_DIR:-}
+  if [[ -z "$bin_dir" ]]; then
+    build_release
+    bin_dir=$PWD/target/release
+  fi
+  local cc=$bin_dir/ccmount bench=$bin_dir/ccmount-bench
+  echo "# binaries from $bin_dir" >&2
   new_gocryptfs_tree "$dir"
   echo "# $(nproc) CPUs, $(awk '{print $1}' /proc/loadavg) load; tree of ${size} MiB in $dir ($(stat -f -c %T "$dir"))" >&2
   echo "# encrypting with gocryptfs 2.3 (default -init, scrypt N=2^16)" >&2

@@ -1203,3 +1203,43 @@ fn stress_readers(mnt: &LibMount, plain: &Path, gib: f64, direct_io: bool) {
         t0.elapsed().as_secs_f64()
     );
 }
+
+/// `mount -f` speaks systemd's readiness protocol: `READY=1` once the mount is live,
+/// `STOPPING=1` when a stop signal starts the unmount (`Type=notify` units).
+#[test]
+fn foreground_mount_notifies_systemd() {
+    skip_unless!(ccmount_skip());
+    let tmp = tempfile::tempdir().unwrap();
+    let (cipher, _plain) = own_tree(tmp.path(), &[("m.bin", 10_000)]);
+    let sock_path = tmp.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let child = Command::new(ccmount())
+        .arg("mount")
+        .arg(&cipher)
+        .arg(&mnt)
+        .arg("--passfile")
+        .arg(tmp.path().join("pass"))
+        .arg("--foreground")
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _guard = CliMount::watch(&mnt, Some(child));
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).expect("READY=1 within 30 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(is_mounted(&mnt), "READY=1 before the mount was live");
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let n = sock.recv(&mut buf).expect("STOPPING=1 within 30 s");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    wait_for("the unmount", Duration::from_secs(30), || !is_mounted(&mnt));
+}
