@@ -900,7 +900,7 @@ fn decrypt_stopped_by_sigterm_leaves_no_temporary_files() {
     let plain = f.p("plain");
     fs::create_dir(&plain).unwrap();
     let mut big = vec![0u8; 384 << 20];
-    e2e::tree::Rng::new(7).fill(&mut big);
+    tree::Rng::new(7).fill(&mut big);
     for i in 0..4 {
         fs::write(
             plain.join(format!("shard{i}.bin")),
