@@ -923,7 +923,7 @@ fn decrypt_stopped_by_sigterm_leaves_no_temporary_files() {
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let out = f.p("out");
-    let temps = |dir: &std::path::Path| {
+    let temps = |dir: &Path| {
         fs::read_dir(dir)
             .map(|rd| {
                 rd.filter_map(Result::ok)
