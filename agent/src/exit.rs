@@ -263,7 +263,24 @@ fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
             E::InvalidCaCert { .. } => Some("pass the KBS's CA certificate (PEM) with --kbs-cert"),
             E::Unreachable { .. } => Some("check --kbs-url"),
             E::Timeout { .. } => Some("raise --timeout if the KBS is slow"),
-            E::Tls { .. } => Some("pass the KBS's CA certificate with --kbs-cert"),
+            E::Tls { problem, .. } => Some(match problem {
+                attest::TlsProblem::UnknownIssuer => {
+                    "pass the CA that signed the KBS certificate with --kbs-cert PEM"
+                }
+                attest::TlsProblem::CaAsServerCertificate => {
+                    "give the KBS a server certificate issued by a CA (or made with basicConstraints CA:FALSE) and pass that CA with --kbs-cert"
+                }
+                attest::TlsProblem::WrongName => {
+                    "use the host name the certificate names in --kbs-url, or reissue the certificate with this name"
+                }
+                attest::TlsProblem::Expired => {
+                    "renew the KBS certificate (or check this machine's clock)"
+                }
+                attest::TlsProblem::NotTls => {
+                    "check the port; a plain-HTTP test KBS needs http:// and --insecure-http"
+                }
+                _ => "check --kbs-url and --kbs-cert",
+            }),
             E::Protocol(
                 P::MalformedJson { .. } | P::UnexpectedStatus { .. } | P::TooLarge { .. },
             ) => Some("check that --kbs-url points at a Trustee KBS"),

@@ -63,6 +63,19 @@ pub(crate) fn password_from_file(path: &Path) -> Result<KeySource> {
 /// # Errors
 /// The format core's errors (missing or refused config, wrong key, I/O).
 pub(crate) fn open_dir(g: &GlobalArgs, path: &Path, key: KeySource) -> Result<CipherDir> {
+    if matches!(key, KeySource::Password(_))
+        && let Ok(c) = gocryptfs_format::Config::load(path)
+        && c.scrypt.log_n > gocryptfs_format::configfile::scrypt::DEFAULT_LOG_N
+    {
+        // A long silent wait otherwise: say what it is.
+        tracing::info!(
+            "deriving the key: scrypt N=2^{} R={} P={} needs {} MiB and takes longer than gocryptfs' default cost",
+            c.scrypt.log_n,
+            c.scrypt.r,
+            c.scrypt.p,
+            c.scrypt.memory_bytes() >> 20
+        );
+    }
     let opts = OpenOptions {
         policy: crate::policy::current(g)?,
         ..OpenOptions::default()

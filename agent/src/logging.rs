@@ -34,7 +34,10 @@ pub(crate) fn init(g: &GlobalArgs, daemon: bool) {
             _ => "trace",
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // rustls' platform verifier logs each failed verification as an ERROR of its own; the
+    // failure is ours to report, once, with its fix (exit.rs).
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},rustls_platform_verifier=off")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(Sink)

@@ -103,15 +103,15 @@ pub enum Error {
         deadline: Duration,
     },
     /// TLS to the KBS failed (unknown CA, wrong name, handshake).
-    #[error(
-        "TLS to the KBS at {url} failed (its certificate is not trusted, or the handshake failed)"
-    )]
+    #[error("TLS to the KBS at {url} failed: {}", .problem.text())]
     Tls {
         /// The KBS base URL.
         url: String,
-        /// The TLS error.
-        #[source]
-        source: TransportError,
+        /// What went wrong, for the message and the fix.
+        problem: crate::transport::TlsProblem,
+        /// The TLS error (not a `source`: the library's chain repeats the problem in its
+        /// own words; [`TlsProblem`](crate::transport::TlsProblem) already says it).
+        transport: TransportError,
     },
     /// The KBS speaks another protocol version.
     #[error(

@@ -46,7 +46,7 @@ pub use kbs::client::{AttestationInfo, KbsClient, KbsClientBuilder, RetryPolicy,
 pub use resource_uri::{ResourceUri, UriError};
 pub use secret::Secret;
 pub use token::{TokenClaims, TokenError};
-pub use transport::{HttpTransport, Transport, TransportError, TransportErrorKind};
+pub use transport::{HttpTransport, TlsProblem, Transport, TransportError, TransportErrorKind};
 
 /// Entry points for fuzzing and property tests. Not a stable API.
 #[doc(hidden)]

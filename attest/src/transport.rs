@@ -82,7 +82,7 @@ pub enum TransportErrorKind {
     /// The request did not finish within its timeout. Retried within the deadline.
     Timeout,
     /// TLS failed (certificate, handshake). Not retried.
-    Tls,
+    Tls(TlsProblem),
     /// The response body exceeded the limit.
     TooLarge {
         /// The limit in bytes.
@@ -90,6 +90,75 @@ pub enum TransportErrorKind {
     },
     /// Anything else (a bad header value, a client bug).
     Other,
+}
+
+/// What went wrong in a TLS handshake, in terms a person can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsProblem {
+    /// The server's certificate chains to no trusted CA.
+    UnknownIssuer,
+    /// The server presents a CA certificate (`CA:TRUE`, e.g. what a plain
+    /// `openssl req -x509` makes) as its own.
+    CaAsServerCertificate,
+    /// The certificate is not valid for the host name of the URL.
+    WrongName,
+    /// The certificate has expired or is not valid yet.
+    Expired,
+    /// The server does not speak TLS (a plain-HTTP server behind an `https://` URL).
+    NotTls,
+    /// Another handshake failure.
+    Other,
+}
+
+impl TlsProblem {
+    /// One line describing the problem.
+    #[must_use]
+    pub fn text(self) -> &'static str {
+        match self {
+            TlsProblem::UnknownIssuer => {
+                "the server's certificate is signed by a CA that is not trusted"
+            }
+            TlsProblem::CaAsServerCertificate => {
+                "the server presents a CA certificate (CA:TRUE) as its own certificate; a server needs an end-entity certificate issued by that CA"
+            }
+            TlsProblem::WrongName => {
+                "the server's certificate is not valid for the host name in the URL"
+            }
+            TlsProblem::Expired => "the server's certificate has expired or is not valid yet",
+            TlsProblem::NotTls => {
+                "the server does not speak TLS (a plain-HTTP server behind an https:// URL?)"
+            }
+            TlsProblem::Other => "the handshake failed",
+        }
+    }
+
+    /// Sorts a handshake failure by the text of its cause chain (rustls and webpki error
+    /// names are stable; their types are not ours to depend on).
+    fn of(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut text = String::new();
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            text.push_str(&format!("{err} {err:?} "));
+            cur = err.source();
+        }
+        if text.contains("CaUsedAsEndEntity") {
+            TlsProblem::CaAsServerCertificate
+        } else if text.contains("UnknownIssuer") || text.contains("unknown issuer") {
+            TlsProblem::UnknownIssuer
+        } else if text.contains("NotValidForName") || text.contains("not valid for name") {
+            TlsProblem::WrongName
+        } else if text.contains("Expired") || text.contains("NotValidYet") {
+            TlsProblem::Expired
+        } else if text.contains("InvalidContentType")
+            || text.contains("corrupt message")
+            || text.contains("InvalidMessage")
+        {
+            TlsProblem::NotTls
+        } else {
+            TlsProblem::Other
+        }
+    }
 }
 
 /// A transport failure, with its cause.
@@ -107,7 +176,7 @@ fn kind_text(k: &TransportErrorKind) -> String {
     match k {
         TransportErrorKind::Connect => "connection failed".into(),
         TransportErrorKind::Timeout => "request timed out".into(),
-        TransportErrorKind::Tls => "TLS handshake failed".into(),
+        TransportErrorKind::Tls(p) => format!("TLS handshake failed: {}", p.text()),
         TransportErrorKind::TooLarge { limit } => format!("response larger than {limit} bytes"),
         TransportErrorKind::Other => "request failed".into(),
     }
@@ -174,10 +243,10 @@ impl HttpTransport {
             .user_agent(concat!("ccmount/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &cfg.extra_ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| TransportError::new(TransportErrorKind::Tls, e))?;
+                .map_err(|e| TransportError::new(TransportErrorKind::Tls(TlsProblem::Other), e))?;
             if certs.is_empty() {
                 return Err(TransportError::new(
-                    TransportErrorKind::Tls,
+                    TransportErrorKind::Tls(TlsProblem::Other),
                     "no certificate found in the PEM data",
                 ));
             }
@@ -185,7 +254,7 @@ impl HttpTransport {
         }
         let client = b
             .build()
-            .map_err(|e| TransportError::new(TransportErrorKind::Tls, e))?;
+            .map_err(|e| TransportError::new(TransportErrorKind::Tls(TlsProblem::Other), e))?;
         Ok(Self {
             client,
             max_response_bytes: cfg.max_response_bytes,
@@ -250,7 +319,7 @@ fn classify(e: reqwest::Error) -> TransportError {
     let kind = if e.is_timeout() {
         TransportErrorKind::Timeout
     } else if is_tls(&e) {
-        TransportErrorKind::Tls
+        TransportErrorKind::Tls(TlsProblem::of(&e))
     } else if e.is_connect() || e.is_request() || e.is_body() {
         TransportErrorKind::Connect
     } else {
@@ -268,10 +337,44 @@ fn is_tls(e: &reqwest::Error) -> bool {
             return true;
         }
         let text = err.to_string().to_ascii_lowercase();
-        if text.contains("certificate") || text.contains("tls handshake") {
+        // rustls reports a non-TLS peer as a corrupt message, wrapped in an io::Error whose
+        // kind depends on the hyper/tokio-rustls layer: match the text too.
+        if text.contains("certificate")
+            || text.contains("tls handshake")
+            || text.contains("corrupt message")
+            || text.contains("invalidcontenttype")
+        {
             return true;
         }
         cur = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_problems_from_error_texts() {
+        let of = |t: &str| TlsProblem::of(&std::io::Error::other(t.to_owned()));
+        assert_eq!(
+            of("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))"),
+            TlsProblem::CaAsServerCertificate
+        );
+        assert_eq!(
+            of("invalid peer certificate: UnknownIssuer"),
+            TlsProblem::UnknownIssuer
+        );
+        assert_eq!(
+            of("invalid peer certificate: NotValidForName"),
+            TlsProblem::WrongName
+        );
+        assert_eq!(of("invalid peer certificate: Expired"), TlsProblem::Expired);
+        assert_eq!(
+            of("received corrupt message of type InvalidContentType"),
+            TlsProblem::NotTls
+        );
+        assert_eq!(of("something else"), TlsProblem::Other);
+    }
 }

@@ -171,7 +171,7 @@ impl KbsClientBuilder {
             connect_timeout: self.request_timeout,
         })
         .map_err(|e| match e.kind {
-            TransportErrorKind::Tls if self.extra_ca_pem.is_some() => Error::InvalidCaCert {
+            TransportErrorKind::Tls(_) if self.extra_ca_pem.is_some() => Error::InvalidCaCert {
                 reason: e.to_string(),
             },
             _ => Error::HttpClient { source: e },
@@ -616,10 +616,11 @@ impl<T: Transport> KbsClient<T> {
                         source: e,
                     },
                     TransportErrorKind::Timeout => self.timeout_error(step),
-                    TransportErrorKind::Tls => {
+                    TransportErrorKind::Tls(problem) => {
                         return Err(Error::Tls {
                             url: self.base.to_string(),
-                            source: e,
+                            problem,
+                            transport: e,
                         });
                     }
                     TransportErrorKind::TooLarge { limit } => {
@@ -636,7 +637,15 @@ impl<T: Transport> KbsClient<T> {
                 // The last failure says best what went wrong.
                 return Err(retryable_failure);
             }
-            tracing::debug!(%step, attempts, delay_ms = sleep.as_millis() as u64, error = %retryable_failure, "retrying");
+            // A person waiting sees each retry: what failed, which attempt, time left.
+            tracing::info!(
+                %step,
+                attempt = attempts,
+                max_attempts = MAX_ATTEMPTS,
+                retry_in_ms = sleep.as_millis() as u64,
+                deadline_left_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+                "KBS request failed ({retryable_failure}); retrying"
+            );
             tokio::time::sleep(sleep).await;
             backoff = (backoff * 2).min(self.cfg.retry.max_backoff);
         }
@@ -1096,11 +1105,12 @@ mod tests {
         assert!(matches!(e, Error::Unreachable { .. }), "{e}");
         assert!(e.to_string().contains("https://kbs.test/"), "{e}");
         let fake = Fake::default();
-        fake.state
-            .lock()
-            .unwrap()
-            .faults
-            .push_back(("/auth", Fault::Transport(TransportErrorKind::Tls)));
+        fake.state.lock().unwrap().faults.push_back((
+            "/auth",
+            Fault::Transport(TransportErrorKind::Tls(
+                crate::transport::TlsProblem::UnknownIssuer,
+            )),
+        ));
         let e = rt()
             .block_on(client(&fake).get_resource(&uri("kbs:///a/b/c")))
             .unwrap_err();

@@ -191,7 +191,10 @@ fn verify_file(
             FindingKind::Size,
             None,
             Severity::Warning,
-            "header-only file (18 bytes): reads as empty; left by an interrupted write".into(),
+            format!(
+                "{}: header-only file (18 bytes): reads as empty; left by an interrupted write",
+                e.plain_path.display()
+            ),
         )),
         _ => {}
     }
@@ -337,7 +340,8 @@ fn verify_file(
             None,
             Severity::Warning,
             format!(
-                "{holes} all-zero hole block(s) accepted (allow_holes): read as zeros without authentication"
+                "{}: {holes} all-zero hole block(s) accepted (allow_holes): read as zeros without authentication",
+                e.plain_path.display()
             ),
         ));
     }

@@ -214,3 +214,61 @@ fn attest_json_shows_claims_not_secrets() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("tee:       sample"));
 }
+
+/// TLS failures say their cause and the fix once: an untrusted CA, and an `https://` URL
+/// pointing at a plain-HTTP server.
+#[test]
+fn tls_failures_say_what_to_do() {
+    let Some(bin) = e2e::ccmount_bin() else {
+        return;
+    };
+    let f = fixture(Policy::allow_all());
+    let untrusted = Command::new(&bin)
+        .args([
+            "--kbs-url",
+            &f.kbs.url(),
+            "--tee",
+            "sample",
+            "--timeout",
+            "10s",
+        ])
+        .args(["get-resource", "kbs:///default/key/model"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(untrusted.status.code(), Some(31));
+    let err = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(
+        err.contains("not trusted") && err.contains("--kbs-cert"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("TLS").count(),
+        1,
+        "the TLS failure said once: {err}"
+    );
+    let plain = TestKbs::start(KbsConfig::default().http()).unwrap();
+    let url = plain.url().replacen("http://", "https://", 1);
+    let o = Command::new(&bin)
+        .args([
+            "--kbs-url",
+            &url,
+            "--tee",
+            "sample",
+            "--timeout",
+            "10s",
+            "-q",
+        ])
+        .args(["get-resource", "kbs:///default/key/model"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(31),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("does not speak TLS"), "{err}");
+}
