@@ -509,9 +509,13 @@ pub(crate) struct CompletionsArgs {
 /// `ccmount demo`.
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
-    /// Keep the generated files and print where they are.
+    /// Keep the generated files (model, cipher tree, password file, the KBS's CA) and print
+    /// the commands to try next.
     #[arg(long)]
     pub(crate) keep: bool,
+    /// Like --keep, then keep the embedded KBS serving until Ctrl-C, for the --key commands.
+    #[arg(long)]
+    pub(crate) serve: bool,
     /// Decrypt into a directory instead of mounting, even when FUSE works.
     #[arg(long)]
     pub(crate) no_fuse: bool,

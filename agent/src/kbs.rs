@@ -246,11 +246,7 @@ pub(crate) fn kbs_client(global: &GlobalArgs) -> Result<KbsSession> {
 impl KbsSession {
     /// Builds a session from resolved settings on `platform`.
     pub(crate) fn new(settings: KbsSettings, platform: &Platform) -> Result<Self> {
-        if settings.tee == TeeChoice::Sample {
-            tracing::warn!(
-                "--tee sample: the KBS gets FAKE evidence; this is for test KBSes only and proves nothing"
-            );
-        }
+        // `--tee sample` is warned about once, by the attester when it first sends evidence.
         let attester = evidence::attester(settings.tee, platform)?;
         let mut b = KbsClient::builder(&settings.url, attester)
             .insecure_http(settings.insecure_http)

@@ -7,7 +7,9 @@
 //! attests (with **sample** evidence, announced as such), fetches the password, mounts the
 //! model read-only (or decrypts it into a temporary directory when FUSE is unavailable or
 //! `--no-fuse` is given), checks every file's sha256 and prints a report with timings.
-//! Everything lives in one temporary directory, removed at the end unless `--keep`.
+//! Everything lives in one temporary directory, removed at the end unless `--keep`, which
+//! also leaves the password file and the KBS's CA and prints the next commands to try;
+//! `--serve` (implies `--keep`) then keeps the KBS running until SIGINT/SIGTERM.
 //!
 //! Mirrors the product brief's flow 1 and the README's first command.
 
@@ -72,7 +74,7 @@ impl Steps {
 
 pub(crate) fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<Exit> {
     let total = Instant::now();
-    let work = make_workdir(args.keep)?;
+    let work = make_workdir(args.keep || args.serve)?;
     let mut steps = Steps::default();
 
     let kbs = steps.time("start the embedded KBS on 127.0.0.1 (generated CA)", || {
@@ -90,10 +92,12 @@ pub(crate) fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<Exit> {
         generate_model(&plain)
     })?;
 
+    let pw = {
+        let mut raw = Zeroizing::new([0u8; 24]);
+        getrandom::fill(&mut raw[..]).map_err(|e| anyhow::anyhow!("random password: {e}"))?;
+        Zeroizing::new(hex_string(&raw[..]))
+    };
     steps.time("encrypt it (gocryptfs format, default parameters)", || {
-        let mut pw = Zeroizing::new([0u8; 24]);
-        getrandom::fill(&mut pw[..]).map_err(|e| anyhow::anyhow!("random password: {e}"))?;
-        let pw = Zeroizing::new(hex_string(&pw[..]));
         encrypt_tree(
             &plain,
             &cipher,
@@ -107,9 +111,6 @@ pub(crate) fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<Exit> {
         Ok(())
     })?;
 
-    tracing::warn!(
-        "demo: attesting with SAMPLE evidence (no TEE hardware is used; a real KBS refuses it)"
-    );
     let settings = KbsSettings {
         url: kbs.url(),
         url_source: "the embedded demo KBS",
@@ -195,11 +196,122 @@ pub(crate) fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<Exit> {
         "  {:>8.1} ms  total",
         total.elapsed().as_secs_f64() * 1e3
     );
-    if args.keep {
+    if args.keep || args.serve {
+        let kept = keep_files(&work.path, &kbs, &pw)?;
         let _ = writeln!(report, "  kept in   {}", work.path.display());
+        report.push_str(&kept.commands(args.serve));
     }
+    drop(pw);
     std::io::stdout().lock().write_all(report.as_bytes())?;
+    std::io::stdout().lock().flush()?;
+    if args.serve {
+        let stop = crate::interrupt::install();
+        tracing::info!(
+            "demo: the KBS at {} keeps serving until Ctrl-C (SIGINT) or SIGTERM",
+            kbs.url()
+        );
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        tracing::info!(
+            "demo: stopping the KBS; the files stay in {}",
+            work.path.display()
+        );
+    }
     Ok(Exit::Ok)
+}
+
+/// What `--keep` leaves beside the model for the README's next commands.
+struct Kept {
+    dir: PathBuf,
+    url: String,
+    ca: Option<PathBuf>,
+    pass: PathBuf,
+}
+
+/// Writes the KBS CA and the model password (mode 0600) into the work directory.
+fn keep_files(dir: &Path, kbs: &TestKbs, pw: &str) -> Result<Kept> {
+    let ca = match kbs.ca_pem() {
+        Some(pem) => {
+            let p = dir.join("kbs-ca.pem");
+            write_new(&p, pem.as_bytes(), 0o644)?;
+            Some(p)
+        }
+        None => None,
+    };
+    let mnt = dir.join("mnt");
+    if !mnt.exists() {
+        std::fs::create_dir(&mnt).with_context(|| format!("creating {}", mnt.display()))?;
+    }
+    let pass = dir.join("model.pass");
+    let mut line = Zeroizing::new(pw.as_bytes().to_vec());
+    line.push(b'\n');
+    write_new(&pass, &line, 0o600)?;
+    Ok(Kept {
+        dir: dir.to_path_buf(),
+        url: kbs.url(),
+        ca,
+        pass,
+    })
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+impl Kept {
+    /// The commands a newcomer can run next on the kept files.
+    fn commands(&self, serving: bool) -> String {
+        let d = self.dir.display();
+        let cipher = format!("{d}/model.enc");
+        let pass = self.pass.display();
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "  files     model/ (plaintext), model.enc/ (cipher tree), model.pass (its password){}",
+            if self.ca.is_some() {
+                ", kbs-ca.pem (the KBS's CA)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(s, "next, with the password file:");
+        let _ = writeln!(s, "  ccmount verify --passfile {pass} {cipher}");
+        let _ = writeln!(s, "  ccmount decrypt --passfile {pass} {cipher} {d}/out");
+        let _ = writeln!(
+            s,
+            "  ccmount mount --passfile {pass} {cipher} {d}/mnt   # then: ccmount umount {d}/mnt"
+        );
+        if serving {
+            let cert = self
+                .ca
+                .as_ref()
+                .map(|c| format!(" --kbs-cert {}", c.display()))
+                .unwrap_or_default();
+            let kbs = format!("ccmount --kbs-url {}{cert} --tee sample", self.url);
+            let _ = writeln!(
+                s,
+                "next, with the key from the KBS (while this demo serves; Ctrl-C stops it):"
+            );
+            let _ = writeln!(s, "  {kbs} attest");
+            let _ = writeln!(s, "  {kbs} verify --key kbs:///{RESOURCE} {cipher}");
+            let _ = writeln!(s, "  {kbs} mount --key kbs:///{RESOURCE} {cipher} {d}/mnt");
+        } else {
+            let _ = writeln!(
+                s,
+                "(ccmount demo --serve also keeps the KBS running for the --key commands)"
+            );
+        }
+        s
+    }
 }
 
 fn make_workdir(keep: bool) -> Result<WorkDir> {

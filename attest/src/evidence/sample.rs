@@ -28,9 +28,13 @@ impl Attester for SampleAttester {
     }
 
     fn evidence(&self, report_data: &ReportData) -> Result<Evidence, EvidenceError> {
-        tracing::warn!(
-            "INSECURE: sending SAMPLE evidence, which proves nothing about this machine; use it only with a test KBS"
-        );
+        // Once per process: a run that re-attests (token expiry) should not repeat it.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "INSECURE: sending SAMPLE evidence, which proves nothing about this machine; use it only with a test KBS"
+            );
+        });
         Ok(Evidence {
             json: serde_json::json!({
                 "svn": "1",
