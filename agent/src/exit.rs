@@ -260,7 +260,9 @@ fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
             E::InsecureHttp { .. } => {
                 Some("use https://, or pass --insecure-http for a local test KBS")
             }
-            E::InvalidCaCert { .. } => Some("pass the KBS's CA certificate (PEM) with --kbs-cert"),
+            E::InvalidCaCert { .. } => Some(
+                "pass the CA certificate that signed the KBS's certificate, as PEM, with --kbs-cert",
+            ),
             E::Unreachable { .. } => Some("check --kbs-url"),
             E::Timeout { .. } => Some("raise --timeout if the KBS is slow"),
             E::Tls { problem, .. } => Some(match problem {

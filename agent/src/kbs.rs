@@ -36,6 +36,8 @@ pub(crate) struct KbsSettings {
     pub(crate) url_source: &'static str,
     /// Extra CA certificate (PEM).
     pub(crate) ca_pem: Option<Vec<u8>>,
+    /// Where the CA came from (for messages), e.g. `--kbs-cert ca.pem`.
+    pub(crate) ca_source: String,
     /// TEE choice.
     pub(crate) tee: TeeChoice,
     /// Total deadline per operation.
@@ -97,17 +99,21 @@ pub(crate) fn resolve(global: &GlobalArgs, cmdline: &Path) -> Result<KbsSettings
         ));
     };
 
+    let mut ca_source = String::new();
     let ca_pem = if let Some(p) = &global.kbs_cert {
-        Some(std::fs::read(p).with_context(|| format!("reading --kbs-cert {}", p.display()))?)
+        ca_source = format!("--kbs-cert {}", p.display());
+        Some(std::fs::read(p).with_context(|| format!("reading {ca_source}"))?)
     } else if let Some(c) = &table.cert {
         if c.trim_start().starts_with("-----BEGIN") {
+            ca_source = "[kbs] cert (inline PEM)".into();
             Some(c.as_bytes().to_vec())
         } else {
             let p = match &config_dir {
                 Some(dir) if Path::new(c).is_relative() => dir.join(c),
                 _ => PathBuf::from(c),
             };
-            Some(std::fs::read(&p).with_context(|| format!("reading [kbs] cert {}", p.display()))?)
+            ca_source = format!("[kbs] cert {}", p.display());
+            Some(std::fs::read(&p).with_context(|| format!("reading {ca_source}"))?)
         }
     } else {
         None
@@ -135,6 +141,7 @@ pub(crate) fn resolve(global: &GlobalArgs, cmdline: &Path) -> Result<KbsSettings
         url,
         url_source,
         ca_pem,
+        ca_source,
         tee,
         timeout,
         insecure_http: global.insecure_http || table.insecure_http.unwrap_or(false),
@@ -259,9 +266,14 @@ impl KbsSession {
         if let Some(pem) = &settings.ca_pem {
             b = b.extra_ca_pem(pem.clone());
         }
-        let client = b
-            .build()
-            .with_context(|| format!("KBS URL from {}", settings.url_source))?;
+        let client = b.build().map_err(|e| {
+            let what = if matches!(e, attest::Error::InvalidCaCert { .. }) {
+                settings.ca_source.clone()
+            } else {
+                format!("KBS URL from {}", settings.url_source)
+            };
+            anyhow::Error::new(e).context(what)
+        })?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -65,7 +65,7 @@ pub enum Error {
         url: String,
     },
     /// The extra CA certificate could not be used.
-    #[error("invalid KBS CA certificate: {reason}; it must be a PEM file")]
+    #[error("unusable KBS CA certificate: {reason}")]
     InvalidCaCert {
         /// What is wrong with it.
         reason: String,

@@ -83,6 +83,8 @@ pub enum TransportErrorKind {
     Timeout,
     /// TLS failed (certificate, handshake). Not retried.
     Tls(TlsProblem),
+    /// The extra CA certificate given to the client cannot be used (the source says why).
+    CaCertificate,
     /// The response body exceeded the limit.
     TooLarge {
         /// The limit in bytes.
@@ -177,6 +179,7 @@ fn kind_text(k: &TransportErrorKind) -> String {
         TransportErrorKind::Connect => "connection failed".into(),
         TransportErrorKind::Timeout => "request timed out".into(),
         TransportErrorKind::Tls(p) => format!("TLS handshake failed: {}", p.text()),
+        TransportErrorKind::CaCertificate => "unusable CA certificate".into(),
         TransportErrorKind::TooLarge { limit } => format!("response larger than {limit} bytes"),
         TransportErrorKind::Other => "request failed".into(),
     }
@@ -242,19 +245,35 @@ impl HttpTransport {
             .https_only(!cfg.allow_http)
             .user_agent(concat!("ccmount/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &cfg.extra_ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| TransportError::new(TransportErrorKind::Tls(TlsProblem::Other), e))?;
+            let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                TransportError::new(
+                    TransportErrorKind::CaCertificate,
+                    format!("its PEM does not decode ({e})"),
+                )
+            })?;
             if certs.is_empty() {
                 return Err(TransportError::new(
-                    TransportErrorKind::Tls(TlsProblem::Other),
-                    "no certificate found in the PEM data",
+                    TransportErrorKind::CaCertificate,
+                    "it holds no PEM certificate (no -----BEGIN CERTIFICATE----- block)",
                 ));
             }
             b = b.tls_certs_merge(certs);
         }
-        let client = b
-            .build()
-            .map_err(|e| TransportError::new(TransportErrorKind::Tls(TlsProblem::Other), e))?;
+        let client = b.build().map_err(|e| {
+            if cfg.extra_ca_pem.is_some() {
+                // The one input of the build that can be wrong: the extra CA (rustls parses
+                // each certificate when it is added to the root store).
+                TransportError::new(
+                    TransportErrorKind::CaCertificate,
+                    format!(
+                        "a certificate in it is not valid X.509 ({})",
+                        chain_text(&e)
+                    ),
+                )
+            } else {
+                TransportError::new(TransportErrorKind::Tls(TlsProblem::Other), e)
+            }
+        })?;
         Ok(Self {
             client,
             max_response_bytes: cfg.max_response_bytes,
@@ -326,6 +345,15 @@ fn classify(e: reqwest::Error) -> TransportError {
         TransportErrorKind::Other
     };
     TransportError::new(kind, e)
+}
+
+/// The innermost cause's text: reqwest's outer layers only say "builder error".
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 fn is_tls(e: &reqwest::Error) -> bool {

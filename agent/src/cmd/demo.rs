@@ -115,6 +115,7 @@ pub(crate) fn run(g: &GlobalArgs, args: &DemoArgs) -> Result<Exit> {
         url: kbs.url(),
         url_source: "the embedded demo KBS",
         ca_pem: kbs.ca_pem().map(|p| p.as_bytes().to_vec()),
+        ca_source: "the embedded demo KBS".into(),
         tee: TeeChoice::Sample,
         timeout: g.timeout.unwrap_or(Duration::from_secs(30)),
         insecure_http: false,

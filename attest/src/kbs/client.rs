@@ -171,8 +171,11 @@ impl KbsClientBuilder {
             connect_timeout: self.request_timeout,
         })
         .map_err(|e| match e.kind {
-            TransportErrorKind::Tls(_) if self.extra_ca_pem.is_some() => Error::InvalidCaCert {
-                reason: e.to_string(),
+            TransportErrorKind::CaCertificate => Error::InvalidCaCert {
+                reason: e
+                    .source
+                    .as_ref()
+                    .map_or_else(|| e.to_string(), ToString::to_string),
             },
             _ => Error::HttpClient { source: e },
         })?;
@@ -626,7 +629,7 @@ impl<T: Transport> KbsClient<T> {
                     TransportErrorKind::TooLarge { limit } => {
                         return Err(ProtocolError::TooLarge { step, limit }.into());
                     }
-                    TransportErrorKind::Other => {
+                    TransportErrorKind::Other | TransportErrorKind::CaCertificate => {
                         return Err(ProtocolError::Transport { step, source: e }.into());
                     }
                 },

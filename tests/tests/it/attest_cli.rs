@@ -271,4 +271,29 @@ fn tls_failures_say_what_to_do() {
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("does not speak TLS"), "{err}");
+
+    // A --kbs-cert that is no certificate: exit 2 before any connection, naming the file.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body, want) in [
+        ("notpem.pem", "hello\n", "no PEM certificate"),
+        (
+            "notder.pem",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "not valid X.509",
+        ),
+    ] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        let o = Command::new(&bin)
+            .args(["--kbs-url", &f.kbs.url(), "--tee", "sample", "--kbs-cert"])
+            .arg(&p)
+            .args(["get-resource", "kbs:///default/key/model"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(want) && err.contains(name), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }
