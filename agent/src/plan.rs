@@ -141,7 +141,9 @@ impl MountPlan {
             expect: a.expect.clone(),
             expect_mode: a.expect_mode,
             receipt: a.receipt.receipt.clone(),
-            foreground: a.foreground,
+            // The daemon child keeps the caller's terminal until it is ready: the pin check
+            // before going live shows its progress there.
+            foreground: a.foreground || a.daemon_child,
         })
     }
 }

@@ -1243,3 +1243,83 @@ fn foreground_mount_notifies_systemd() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     wait_for("the unmount", Duration::from_secs(30), || !is_mounted(&mnt));
 }
+
+/// `script -qec CMD /dev/null`: runs CMD on a pseudo-terminal, as a person at a shell would.
+fn on_a_terminal(cmd: &[&OsStr]) -> Option<Output> {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIP: no `script` (util-linux) to give the command a terminal");
+        return None;
+    }
+    let quoted: Vec<String> = cmd
+        .iter()
+        .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', r"'\''")))
+        .collect();
+    Some(e2e::run_with_timeout(
+        Command::new("script")
+            .args(["-qec", &quoted.join(" "), "/dev/null"])
+            .env("TERM", "xterm"),
+        Duration::from_secs(120),
+    ))
+}
+
+/// A background `mount --expect` checks the whole model before it goes live: on a terminal
+/// the wait shows a progress bar (the daemon child keeps the terminal until it is ready),
+/// and no empty "0 B/0 B" frame is drawn before the total is known.
+#[test]
+fn background_pinned_mount_shows_its_check_on_a_terminal() {
+    skip_unless!(ccmount_skip());
+    let tmp = tempfile::tempdir().unwrap();
+    let (cipher, _) = own_tree(tmp.path(), &[("model.bin", 48 << 20), ("c.json", 100)]);
+    let pass = tmp.path().join("pass");
+    let man = tmp.path().join("man.json");
+    let out = run_ccmount(&[
+        os("manifest"),
+        os("-q"),
+        os("--passfile"),
+        pass.as_os_str(),
+        os("--out"),
+        man.as_os_str(),
+        cipher.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let mnt = tmp.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let _guard = CliMount::watch(&mnt, None);
+    let bin = ccmount();
+    let Some(out) = on_a_terminal(&[
+        bin.as_os_str(),
+        os("mount"),
+        os("--passfile"),
+        pass.as_os_str(),
+        os("--expect"),
+        man.as_os_str(),
+        cipher.as_os_str(),
+        mnt.as_os_str(),
+    ]) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(is_mounted(&mnt), "{text}");
+    assert!(
+        text.contains("check ["),
+        "no progress on the terminal: {text}"
+    );
+    assert!(
+        !text.contains("0 B/0 B"),
+        "an empty frame was drawn: {text}"
+    );
+
+    // verify --no-key has no byte total to show: no bar at all.
+    let Some(out) = on_a_terminal(&[
+        bin.as_os_str(),
+        os("verify"),
+        os("--no-key"),
+        cipher.as_os_str(),
+    ]) else {
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains(" B/"), "{text}");
+}
