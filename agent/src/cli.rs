@@ -185,34 +185,94 @@ pub(crate) struct ModelTagArgs {
     pub(crate) model_version: Option<u64>,
 }
 
+// The examples at the end of each subcommand's help (checked by `help_examples_parse`).
+const EX_ENCRYPT: &str = concat!(
+    "Examples:\n",
+    "  ccmount encrypt --passfile model.pass ./llama ./llama.enc",
+);
+const EX_DECRYPT: &str = concat!(
+    "Examples:\n",
+    "  ccmount decrypt --passfile model.pass /models/llama.enc /dev/shm/llama\n",
+    "  ccmount --kbs-url https://kbs.example:8080 --kbs-cert kbs-ca.pem decrypt /models/llama.enc /dev/shm/llama --key kbs:///default/llm/model-pass --expect kbs:///default/llm/manifest",
+);
+const EX_VERIFY: &str = concat!(
+    "Examples:\n",
+    "  ccmount verify --no-key --json ./llama.enc\n",
+    "  ccmount verify --passfile model.pass --expect manifest.json ./llama.enc",
+);
+const EX_INFO: &str = concat!("Examples:\n", "  ccmount info ./llama.enc",);
+const EX_MANIFEST: &str = concat!(
+    "Examples:\n",
+    "  ccmount manifest --passfile model.pass --model llama-3-8b --model-version 3 --out manifest.json ./llama.enc",
+);
+const EX_MOUNT: &str = concat!(
+    "Examples:\n",
+    "  ccmount mount --passfile model.pass /models/llama.enc /models/llama\n",
+    "  ccmount --kbs-url https://kbs.example:8080 --kbs-cert kbs-ca.pem mount /models/llama.enc /models/llama --key kbs:///default/llm/model-pass --expect kbs:///default/llm/manifest --foreground\n",
+    "  ccmount umount /models/llama",
+);
+const EX_UMOUNT: &str = concat!("Examples:\n", "  ccmount umount /models/llama",);
+const EX_GET_RESOURCE: &str = concat!(
+    "Examples:\n",
+    "  ccmount --kbs-url https://kbs.example:8080 --kbs-cert kbs-ca.pem get-resource kbs:///default/llm/tls-key --out /run/secrets/tls.key --mode 0400",
+);
+const EX_SECRETS: &str = concat!(
+    "Examples:\n",
+    "  ccmount --config /etc/ccmount/ccmount.toml secrets --once",
+);
+const EX_ATTEST: &str = concat!(
+    "Examples:\n",
+    "  ccmount --kbs-url https://kbs.example:8080 --kbs-cert kbs-ca.pem attest --json",
+);
+const EX_LOAD_GPU: &str = concat!(
+    "Examples:\n",
+    "  ccmount load-gpu /models/llama.enc --passfile model.pass --expect manifest.json --json",
+);
+const EX_COMPLETIONS: &str = concat!(
+    "Examples:\n",
+    "  ccmount completions bash > /etc/bash_completion.d/ccmount",
+);
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Encrypt a plaintext directory into a new gocryptfs cipher directory.
+    #[command(after_help = EX_ENCRYPT)]
     Encrypt(EncryptArgs),
     /// Decrypt a whole cipher directory into OUTDIR (e.g. a RAM emptyDir).
+    #[command(after_help = EX_DECRYPT)]
     Decrypt(DecryptArgs),
     /// Authenticate every block and name of a cipher directory without mounting.
+    #[command(after_help = EX_VERIFY)]
     Verify(VerifyArgs),
     /// Show a cipher directory's parameters (no key needed).
+    #[command(after_help = EX_INFO)]
     Info(InfoArgs),
     /// Write the canonical manifest (model digest) of a cipher directory.
+    #[command(after_help = EX_MANIFEST)]
     Manifest(ManifestArgs),
     /// Mount a cipher directory read-only as plaintext through FUSE.
+    #[command(after_help = EX_MOUNT)]
     Mount(MountArgs),
     /// Unmount a ccmount (or any FUSE) mount.
+    #[command(after_help = EX_UMOUNT)]
     Umount(UmountArgs),
     /// Attest and fetch one KBS resource.
+    #[command(after_help = EX_GET_RESOURCE)]
     GetResource(GetResourceArgs),
     /// Deliver KBS secrets to files, and keep them fresh.
+    #[command(after_help = EX_SECRETS)]
     Secrets(SecretsArgs),
     /// Run the attestation handshake and print what the KBS saw (never secrets).
+    #[command(after_help = EX_ATTEST)]
     Attest(AttestArgs),
     /// Decrypt model files straight into GPU memory.
+    #[command(after_help = EX_LOAD_GPU)]
     LoadGpu(LoadGpuArgs),
     /// Run the whole job on generated data with a local test KBS.
     Demo(DemoArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    #[command(after_help = EX_COMPLETIONS)]
     Completions(CompletionsArgs),
     /// Print the manual page (roff) on stdout: `ccmount man | man -l -`.
     Man,
@@ -553,6 +613,31 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every example in a subcommand's help parses with this parser.
+    #[test]
+    fn help_examples_parse() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut seen = 0;
+        for sub in cmd.get_subcommands() {
+            let Some(after) = sub.get_after_help() else {
+                continue;
+            };
+            for line in after.to_string().lines() {
+                let Some(ex) = line.trim().strip_prefix("ccmount ") else {
+                    continue;
+                };
+                let argv: Vec<&str> = std::iter::once("ccmount")
+                    .chain(ex.split(" >").next().unwrap().split_whitespace())
+                    .collect();
+                let parsed = Cli::try_parse_from(&argv);
+                assert!(parsed.is_ok(), "example `{line}` does not parse: {parsed:?}");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 10, "{seen} examples");
     }
 
     #[test]
