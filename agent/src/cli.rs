@@ -633,7 +633,10 @@ mod tests {
                     .chain(ex.split(" >").next().unwrap().split_whitespace())
                     .collect();
                 let parsed = Cli::try_parse_from(&argv);
-                assert!(parsed.is_ok(), "example `{line}` does not parse: {parsed:?}");
+                assert!(
+                    parsed.is_ok(),
+                    "example `{line}` does not parse: {parsed:?}"
+                );
                 seen += 1;
             }
         }

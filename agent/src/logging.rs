@@ -134,3 +134,13 @@ impl Write for SinkWriter {
         }
     }
 }
+
+/// The current time as the JSON log lines write it (RFC 3339, UTC), for lines written
+/// outside tracing (the final error line).
+pub(crate) fn now_rfc3339() -> String {
+    use tracing_subscriber::fmt::time::FormatTime as _;
+    let mut out = String::new();
+    let _ = tracing_subscriber::fmt::time::SystemTime
+        .format_time(&mut format::Writer::new(&mut out));
+    out
+}

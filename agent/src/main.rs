@@ -97,6 +97,7 @@ fn report(err: &anyhow::Error, format: cli::LogFormat) -> ExitCode {
             stderr,
             "{}",
             serde_json::json!({
+                "timestamp": logging::now_rfc3339(),
                 "level": "ERROR",
                 "message": message,
                 "exit_code": code as i32,

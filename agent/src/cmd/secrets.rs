@@ -453,7 +453,7 @@ pub(crate) fn deliver(targets: &[Target]) -> Result<()> {
     for ((t, secret), file) in targets.iter().zip(&fetched).zip(staged) {
         file.commit()
             .with_context(|| format!("replacing {} (for {})", t.path.display(), t.uri))?;
-        tracing::info!(resource = %t.uri, path = %t.path.display(), mode = format!("{:o}", t.mode), bytes = secret.len(), "delivered secret");
+        tracing::info!(resource = %t.uri, path = %t.path.display(), mode = %format_args!("{:04o}", t.mode), bytes = secret.len(), "delivered secret");
     }
     Ok(())
 }
@@ -467,6 +467,17 @@ enum Wake {
     MountGone(Option<Result<()>>),
 }
 
+/// `300s` as "5m", `90s` as "90s": how a person wrote the interval.
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 fn wait_and_refresh(plan: &Plan, signals: Signals, mut mount: Option<ModelMount>) -> Result<Exit> {
     let Signals {
         rt,
@@ -474,11 +485,13 @@ fn wait_and_refresh(plan: &Plan, signals: Signals, mut mount: Option<ModelMount>
         mut term,
         mut int,
     } = signals;
-    tracing::info!(
-        interval = ?plan.interval,
-        "secrets delivered; refreshing on SIGHUP{}",
-        if plan.interval.is_some() { " and on the interval" } else { "" }
-    );
+    match plan.interval {
+        Some(every) => tracing::info!(
+            "secrets delivered; refreshing on SIGHUP and every {}",
+            humanize(every)
+        ),
+        None => tracing::info!("secrets delivered; refreshing on SIGHUP"),
+    }
     loop {
         let wake = rt.block_on(async {
             let tick = async {

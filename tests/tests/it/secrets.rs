@@ -498,3 +498,21 @@ fn host_13_secrets_are_switched_as_a_whole_set() {
     // No temporary file left behind either.
     assert_eq!(std::fs::read_dir(&o).unwrap().count(), 3);
 }
+
+/// Log fields read as a person writes them: `mode=0440`, not `mode="440"`; no `None`.
+#[test]
+fn secrets_log_lines_read_naturally() {
+    let Some(bin) = ccmount_bin() else { return };
+    let s = setup("");
+    let out = run_with_timeout(
+        Command::new(&bin)
+            .arg("--config")
+            .arg(&s.config)
+            .args(["secrets", "--once"]),
+        Duration::from_secs(60),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("mode=0440"), "{err}");
+    assert!(!err.contains("None") && !err.contains("mode=\""), "{err}");
+}
