@@ -140,7 +140,7 @@ impl Write for SinkWriter {
 pub(crate) fn now_rfc3339() -> String {
     use tracing_subscriber::fmt::time::FormatTime as _;
     let mut out = String::new();
-    let _ = tracing_subscriber::fmt::time::SystemTime
-        .format_time(&mut format::Writer::new(&mut out));
+    let _ =
+        tracing_subscriber::fmt::time::SystemTime.format_time(&mut format::Writer::new(&mut out));
     out
 }

@@ -374,7 +374,10 @@ fn json_logs_are_json_lines_including_the_error() {
                 serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
             assert!(v.get("level").is_some(), "{line}");
             // Every line, the final error line included, carries a timestamp.
-            assert!(v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{line}");
+            assert!(
+                v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+                "{line}"
+            );
             lines += 1;
         }
         assert!(lines > 0);
