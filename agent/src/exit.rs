@@ -417,6 +417,24 @@ fn attest_exit(e: &attest::Error) -> Exit {
 mod tests {
     use super::*;
 
+    /// The exit-code table of `docs/cli.md` is this enum: every code with its name, and
+    /// no row the binary does not know.
+    #[test]
+    fn docs_exit_table_matches_the_code() {
+        let doc = include_str!("../../docs/cli.md");
+        let table = doc.split("## Exit codes").nth(1).unwrap_or_default();
+        let rows: Vec<(u8, String)> = table
+            .lines()
+            .filter_map(|l| {
+                let mut cells = l.strip_prefix('|')?.split('|').map(str::trim);
+                let code = cells.next()?.parse::<u8>().ok()?;
+                Some((code, cells.next()?.to_owned()))
+            })
+            .collect();
+        let want: Vec<(u8, String)> = ALL.iter().map(|e| (*e as u8, format!("{e:?}"))).collect();
+        assert_eq!(rows, want, "docs/cli.md's exit table differs from exit.rs");
+    }
+
     #[test]
     fn coded_wins_over_io() {
         let e = anyhow::Error::new(std::io::Error::other("x"))
