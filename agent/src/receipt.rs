@@ -44,7 +44,11 @@ impl Receipt<'_> {
         json!({
             "schema": SCHEMA,
             "command": self.command,
-            "cipherdir": self.cipherdir.to_string_lossy(),
+            // Absolute, symlinks resolved: a receipt is read later, from elsewhere.
+            "cipherdir": std::fs::canonicalize(self.cipherdir)
+                .or_else(|_| std::path::absolute(self.cipherdir))
+                .unwrap_or_else(|_| self.cipherdir.to_path_buf())
+                .to_string_lossy(),
             "model_digest": self.digest.to_string(),
             "pin": self.pin.map(|p| json!({
                 "kind": p.source.kind(),

@@ -950,3 +950,25 @@ fn mount_expect_serves_only_the_accepted_tree() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(!mounted(&mnt));
 }
+
+/// A receipt names its cipher directory absolutely, whatever form the command line used.
+#[test]
+fn receipt_paths_are_absolute() {
+    let Some(f) = Fx::new() else { return };
+    let (cipher, man) = f.encrypted();
+    let o = e2e::run_with_timeout(
+        Command::new(&f.bin)
+            .current_dir(f.tmp.path())
+            .args(["verify", "-q", "cipher", "--passfile", "pass", "--expect"])
+            .arg(&man)
+            .args(["--receipt", "r.json"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(f.p("r.json")).unwrap()).unwrap();
+    assert_eq!(
+        v["cipherdir"].as_str().unwrap(),
+        fs::canonicalize(&cipher).unwrap().to_str().unwrap()
+    );
+}
