@@ -363,7 +363,8 @@ pub(crate) struct VerifyArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Write a per-file plaintext sha256 manifest to this file.
+    /// Also write the model manifest (`ccmount.manifest/v2`, the bytes `ccmount manifest`
+    /// writes) to this file, only when the tree is clean.
     #[arg(long, value_name = "OUT.json")]
     pub(crate) manifest: Option<PathBuf>,
     #[command(flatten)]

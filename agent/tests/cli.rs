@@ -601,6 +601,9 @@ fn load_gpu_on_the_cpu_target_loads_every_safetensors_and_reports_tensors() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("loaded 1 file (12 bytes"), "{out}");
     assert!(out.contains("not verified"), "{out}");
+    // One line per file on stdout, also when it is a pipe (as here), then the summary.
+    assert!(out.starts_with("notes.txt: 12 bytes in "), "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
 }
 
 #[test]

@@ -29,7 +29,7 @@ use crate::exit::{Exit, coded};
 use crate::keys;
 use crate::pin;
 use crate::plan::KeyPlan;
-use crate::progress::{Bar, chatty, count};
+use crate::progress::{Bar, count};
 use crate::receipt::Receipt;
 
 /// One loaded file, as reported.
@@ -363,9 +363,9 @@ fn print_human(
     reports: &[FileReport],
 ) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    let verbose = chatty(g.quiet);
+    // One line per file on stdout whatever it is (a pipe or a log gets them too), not with -q.
     for r in reports {
-        if !verbose {
+        if g.quiet {
             break;
         }
         let tensors = r
@@ -380,7 +380,7 @@ fn print_human(
         writeln!(
             out,
             "{}: {} bytes in {:.3} s ({:.2} GB/s){tensors}{check}",
-            r.path.display(),
+            gocryptfs_format::escape::escape_text(&r.path.to_string_lossy()),
             r.bytes,
             r.seconds,
             gbps(r.bytes, r.seconds)
