@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// ccmount: attest to a Trustee KBS, fetch a model key, and serve a gocryptfs-encrypted
 /// model as plaintext (FUSE mount, RAM decrypt, or GPU load).
 #[derive(Debug, Parser)]
-#[command(name = "ccmount", version, about, max_term_width = 100)]
+#[command(name = "ccmount", version = crate::version::string(), about, max_term_width = 100)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,

@@ -30,6 +30,7 @@ mod progress;
 mod receipt;
 #[cfg(feature = "fuse")]
 mod serve;
+mod version;
 
 fn main() -> ExitCode {
     // Before anything reads a secret: no core file may ever hold one.

@@ -60,7 +60,7 @@ impl Receipt<'_> {
             "kbs_url": kbs.as_ref().map(|k| k.0.clone()),
             "tee": kbs.as_ref().map(|k| k.1.clone()),
             "token_expiry": kbs.as_ref().and_then(|k| k.2).map(rfc3339),
-            "ccmount_version": env!("CARGO_PKG_VERSION"),
+            "ccmount_version": crate::version::string(),
             "time": rfc3339(now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)),
         })
     }
