@@ -77,7 +77,8 @@ lint_yaml() {
 }
 
 lint_shell() {
-  local scripts=(scripts/test-deploy.sh scripts/build-image.sh scripts/test-image.sh)
+  local scripts=(scripts/test-deploy.sh scripts/build-image.sh scripts/test-image.sh
+    scripts/release.sh scripts/check-reproducible.sh scripts/test-deb.sh)
   "$venv/bin/shellcheck" "${scripts[@]}"
   say "shellcheck: ${scripts[*]}"
 }

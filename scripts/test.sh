@@ -25,4 +25,8 @@ step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
 scripts/test-deploy.sh # deploy: image, Kubernetes manifests, host units, CI workflow (issue 7)
+
+step "release: two reproducible builds compared, SBOMs, the Debian package installed"
+scripts/check-reproducible.sh
+scripts/test-deb.sh
 step "all checks passed"
