@@ -39,7 +39,7 @@ say "build B in $dir_b"
 a=$base/a/dist b=$base/bb/dist
 fail=0
 while read -r sum name; do
-  other=$(grep -F "  $name" "$b/SHA256SUMS" | awk '{print $1}' || true)
+  other=$(awk -v n="$name" '$2 == n {print $1}' "$b/SHA256SUMS")
   if [ "$sum" = "$other" ]; then
     say "same: $name ($sum)"
     continue
