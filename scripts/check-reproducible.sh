@@ -16,6 +16,8 @@ keep=0
 [ "${1:-}" = "--keep" ] && keep=1
 say() { printf 'reproducible: %s\n' "$*" >&2; }
 
+git rev-parse --verify -q HEAD >/dev/null 2>&1 ||
+  { say "SKIP: not a git checkout (a release is built from a commit)"; exit 0; }
 venv=target/deploy-venv
 [ -x "$venv/bin/python" ] || { say "no $venv (scripts/test-deploy.sh makes it)"; exit 1; }
 
