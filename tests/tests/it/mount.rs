@@ -1126,8 +1126,12 @@ fn hundred_mount_unmount_cycles_do_not_leak_fds_or_memory() {
         let (fds2, rss2) = (open_fds(), rss_kib());
         eprintln!("after {cycles} cycles: fds {fds} -> {fds2}, RSS {rss} -> {rss2} KiB");
         assert!(fds2 <= fds + 2, "fd leak: {fds} -> {fds2}");
+        // glibc's per-thread arenas grow to a plateau (+18 MiB here, the same after 100 and
+        // 300 cycles); a leaked mount (two FUSE threads with 1 MiB+ buffers each, the key,
+        // the inode table) would add megabytes per cycle, hundreds over the run. 64 MiB keeps
+        // the test about leaks, not about allocator layout under a loaded CI machine.
         assert!(
-            rss2 <= rss + 32 * 1024,
+            rss2 <= rss + 64 * 1024,
             "memory growth: {rss} -> {rss2} KiB"
         );
     }
