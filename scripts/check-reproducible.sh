@@ -27,9 +27,11 @@ mkdir -p "$base"
 # Two clones of the committed tree, at paths of different lengths.
 dir_a=$base/a/ccmount
 dir_b=$base/bb/nested/ccmount-clone
+head=$(git rev-parse HEAD)
 for d in "$dir_a" "$dir_b"; do
   mkdir -p "$(dirname "$d")"
   git clone -q --no-hardlinks "$root" "$d"
+  git -C "$d" checkout -q --detach "$head" # this commit, whatever branch HEAD is on
 done
 # The clones have no ../shared; nothing in a release build needs it.
 say "build A in $dir_a"
