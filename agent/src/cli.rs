@@ -62,6 +62,16 @@ pub(crate) struct GlobalArgs {
         help_heading = "KBS and attestation"
     )]
     pub(crate) config: Option<PathBuf>,
+    /// A Confidential Containers config to take the KBS URL and certificate from: the
+    /// confidential data hub's `cdh.toml` (`[kbc] url`, `kbs_cert`) or the attestation
+    /// agent's config (`[token_configs.kbs] url`, `cert`; TOML or JSON).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "KBS and attestation"
+    )]
+    pub(crate) coco_config: Option<PathBuf>,
     /// Total deadline for KBS operations, e.g. 30s, 2m.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, help_heading = "KBS and attestation")]
     pub(crate) timeout: Option<Duration>,

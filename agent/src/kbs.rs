@@ -86,10 +86,17 @@ pub(crate) fn resolve(global: &GlobalArgs, cmdline: &Path) -> Result<KbsSettings
         None => (KbsTable::default(), None),
     };
 
+    let coco = global
+        .coco_config
+        .as_deref()
+        .map(CocoConfig::read)
+        .transpose()?;
     let (url, url_source) = if let Some(u) = &global.kbs_url {
         (u.clone(), "--kbs-url")
     } else if let Some(u) = &table.url {
         (u.clone(), "the [kbs] url of --config")
+    } else if let Some(c) = &coco {
+        (c.url.clone(), c.url_source)
     } else if let Some(u) = url_from_cmdline(cmdline)? {
         (u, "agent.aa_kbc_params on the kernel command line")
     } else {
@@ -115,6 +122,9 @@ pub(crate) fn resolve(global: &GlobalArgs, cmdline: &Path) -> Result<KbsSettings
             ca_source = format!("[kbs] cert {}", p.display());
             Some(std::fs::read(&p).with_context(|| format!("reading {ca_source}"))?)
         }
+    } else if let Some((pem, source)) = coco.as_ref().and_then(|c| c.cert.clone()) {
+        ca_source = source;
+        Some(pem)
     } else {
         None
     };
@@ -146,6 +156,102 @@ pub(crate) fn resolve(global: &GlobalArgs, cmdline: &Path) -> Result<KbsSettings
         timeout,
         insecure_http: global.insecure_http || table.insecure_http.unwrap_or(false),
     })
+}
+
+/// The KBS settings of a Confidential Containers config (`--coco-config`): the confidential
+/// data hub's `cdh.toml` or the attestation agent's config (kbs-protocol.md §5.2, §5.4).
+#[derive(Debug)]
+struct CocoConfig {
+    url: String,
+    url_source: &'static str,
+    /// The certificate (PEM) and where it came from, for messages.
+    cert: Option<(Vec<u8>, String)>,
+}
+
+impl CocoConfig {
+    fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --coco-config {}", path.display()))?;
+        let bad = |why: String| {
+            coded(
+                Exit::Usage,
+                format!("--coco-config {}: {why}", path.display()),
+            )
+        };
+        // The attestation agent also takes JSON; CDH and AA both default to TOML.
+        let doc: serde_json::Value = if text.trim_start().starts_with('{') {
+            serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON ({e})")))?
+        } else {
+            let v: toml::Value = toml::from_str(&text)
+                .map_err(|e| bad(format!("invalid TOML ({})", e.message().replace('\n', " "))))?;
+            serde_json::to_value(v).map_err(|e| bad(e.to_string()))?
+        };
+        let text_at = |table: &str, key: &str| -> Result<Option<String>> {
+            let mut cur = &doc;
+            for part in table.split('.') {
+                match cur.get(part) {
+                    Some(v) => cur = v,
+                    None => return Ok(None),
+                }
+            }
+            match cur.get(key) {
+                None => Ok(None),
+                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+                Some(_) => Err(bad(format!("[{table}] {key} must be a non-empty string"))),
+            }
+        };
+        let (url, url_source, cert, cert_key) = if let Some(url) = text_at("kbc", "url")? {
+            if let Some(name) = text_at("kbc", "name")?
+                && name != "cc_kbc"
+            {
+                return Err(bad(format!(
+                    "[kbc] name is {name:?}: only cc_kbc (a remote KBS) can serve ccmount"
+                )));
+            }
+            (
+                url,
+                "the [kbc] url of --coco-config (confidential data hub)",
+                text_at("kbc", "kbs_cert")?,
+                "[kbc] kbs_cert",
+            )
+        } else if let Some(url) = text_at("token_configs.kbs", "url")? {
+            (
+                url,
+                "the [token_configs.kbs] url of --coco-config (attestation agent)",
+                text_at("token_configs.kbs", "cert")?,
+                "[token_configs.kbs] cert",
+            )
+        } else {
+            return Err(bad(
+                "no KBS URL in it ([kbc] url of cdh.toml, or [token_configs.kbs] url of the attestation agent's config)".into(),
+            ));
+        };
+        // CDH and AA hold the certificate inline; a path is accepted too.
+        let cert = match cert {
+            None => None,
+            Some(c) if c.trim_start().starts_with("-----BEGIN") => Some((
+                c.into_bytes(),
+                format!(
+                    "{cert_key} of --coco-config {} (inline PEM)",
+                    path.display()
+                ),
+            )),
+            Some(c) => {
+                let p = match path.parent() {
+                    Some(dir) if Path::new(&c).is_relative() => dir.join(&c),
+                    _ => PathBuf::from(&c),
+                };
+                let source = format!("{cert_key} {} of --coco-config", p.display());
+                let pem = std::fs::read(&p).with_context(|| format!("reading {source}"))?;
+                Some((pem, source))
+            }
+        };
+        Ok(CocoConfig {
+            url,
+            url_source,
+            cert,
+        })
+    }
 }
 
 fn parse_timeout(v: &toml::Value) -> Result<Duration> {
@@ -403,6 +509,78 @@ mod tests {
 
         let e = resolve(&global(&["--kbs-url", "https://x", "--tee", "sgx"]), &none).unwrap_err();
         assert_eq!(crate::exit::classify(&e), Exit::Usage);
+    }
+
+    #[test]
+    fn coco_configs_give_url_and_cert_below_flags_and_config() {
+        let d = tempfile::tempdir().unwrap();
+        let none = d.path().join("absent");
+        let cmdline = d.path().join("cmdline");
+        std::fs::write(&cmdline, "agent.aa_kbc_params=cc_kbc::https://boot:1\n").unwrap();
+        let cdh = d.path().join("cdh.toml");
+        std::fs::write(
+            &cdh,
+            "socket = \"unix:///run/confidential-containers/cdh.sock\"\n[kbc]\nname = \"cc_kbc\"\nurl = \"https://cdh:8080\"\nkbs_cert = \"\"\"\n-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n\"\"\"\n",
+        )
+        .unwrap();
+        let c = cdh.to_str().unwrap();
+        // The coco config beats the kernel command line ...
+        let s = resolve(&global(&["--coco-config", c]), &cmdline).unwrap();
+        assert_eq!(s.url, "https://cdh:8080");
+        assert!(s.url_source.contains("[kbc] url"));
+        assert!(s.ca_pem.unwrap().starts_with(b"-----BEGIN"));
+        // ... and loses to the flag and to --config.
+        let s = resolve(
+            &global(&["--coco-config", c, "--kbs-url", "https://f:1"]),
+            &none,
+        )
+        .unwrap();
+        assert_eq!(s.url, "https://f:1");
+        let cfg = d.path().join("c.toml");
+        std::fs::write(&cfg, "[kbs]\nurl = \"https://cfg:2\"\n").unwrap();
+        let s = resolve(
+            &global(&["--coco-config", c, "--config", cfg.to_str().unwrap()]),
+            &none,
+        )
+        .unwrap();
+        assert_eq!(s.url, "https://cfg:2");
+
+        // The attestation agent's config, TOML and JSON, with a certificate path.
+        std::fs::write(d.path().join("ca.pem"), "PEM").unwrap();
+        let aa = d.path().join("aa.toml");
+        std::fs::write(
+            &aa,
+            "[token_configs.kbs]\nurl = \"https://aa:1\"\ncert = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let s = resolve(&global(&["--coco-config", aa.to_str().unwrap()]), &none).unwrap();
+        assert_eq!(
+            (s.url.as_str(), s.ca_pem.as_deref()),
+            ("https://aa:1", Some(&b"PEM"[..]))
+        );
+        let aaj = d.path().join("aa.json");
+        std::fs::write(
+            &aaj,
+            r#"{"token_configs": {"kbs": {"url": "https://aaj:1"}}}"#,
+        )
+        .unwrap();
+        let s = resolve(&global(&["--coco-config", aaj.to_str().unwrap()]), &none).unwrap();
+        assert_eq!(s.url, "https://aaj:1");
+
+        // offline_fs_kbc, no URL, a bad type, bad syntax: usage errors naming the file.
+        for body in [
+            "[kbc]\nname = \"offline_fs_kbc\"\nurl = \"null\"\n",
+            "[log]\nlevel = \"info\"\n",
+            "[kbc]\nurl = 5\n",
+            "[kbc\n",
+            "{\"kbc\": ",
+        ] {
+            let p = d.path().join("bad.toml");
+            std::fs::write(&p, body).unwrap();
+            let e = resolve(&global(&["--coco-config", p.to_str().unwrap()]), &none).unwrap_err();
+            assert_eq!(crate::exit::classify(&e), Exit::Usage, "{body}: {e:#}");
+            assert!(format!("{e:#}").contains("bad.toml"), "{e:#}");
+        }
     }
 
     #[test]

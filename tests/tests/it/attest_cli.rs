@@ -297,3 +297,48 @@ fn tls_failures_say_what_to_do() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
 }
+
+/// A Confidential Containers user's `cdh.toml` (and the attestation agent's config) give the
+/// KBS URL and its certificate, inline as CDH holds it: no --kbs-url or --kbs-cert needed.
+#[test]
+fn coco_config_gives_the_kbs_url_and_certificate() {
+    let Some(bin) = e2e::ccmount_bin() else {
+        return;
+    };
+    let f = fixture(Policy::allow_all());
+    let pem = std::fs::read_to_string(&f.ca).unwrap();
+    let cdh = f.dir.path().join("cdh.toml");
+    std::fs::write(
+        &cdh,
+        format!(
+            "socket = \"unix:///run/confidential-containers/cdh.sock\"\n\n[kbc]\nname = \"cc_kbc\"\nurl = \"{}\"\nkbs_cert = \"\"\"\n{pem}\"\"\"\n",
+            f.kbs.url()
+        ),
+    )
+    .unwrap();
+    let aa = f.dir.path().join("attestation-agent.json");
+    std::fs::write(
+        &aa,
+        serde_json::json!({"token_configs": {"kbs": {"url": f.kbs.url(), "cert": pem}}})
+            .to_string(),
+    )
+    .unwrap();
+    for conf in [&cdh, &aa] {
+        let out = Command::new(&bin)
+            .arg("--coco-config")
+            .arg(conf)
+            .args(["--tee", "sample", "--timeout", "10s", "-q"])
+            .args(["get-resource", "kbs:///default/key/model"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}: {}",
+            conf.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"pw\n");
+    }
+}
