@@ -72,6 +72,18 @@ pub(crate) struct GlobalArgs {
         help_heading = "KBS and attestation"
     )]
     pub(crate) coco_config: Option<PathBuf>,
+    /// Where the signing keys (JWK) of sealed secrets whose kid is a relative path are.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "KBS and attestation"
+    )]
+    pub(crate) sealed_key_dir: Option<PathBuf>,
+    /// Unseal sealed secrets without checking their signature (as CDH's
+    /// skip_sealed_secret_verification): whoever can write one then chooses the resource.
+    #[arg(long, global = true, help_heading = "KBS and attestation")]
+    pub(crate) insecure_skip_sealed_signature: bool,
     /// Total deadline for KBS operations, e.g. 30s, 2m.
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration, help_heading = "KBS and attestation")]
     pub(crate) timeout: Option<Duration>,
@@ -230,6 +242,10 @@ const EX_SECRETS: &str = concat!(
     "Examples:\n",
     "  ccmount --config /etc/ccmount/ccmount.toml secrets --once",
 );
+const EX_UNSEAL: &str = concat!(
+    "Examples:\n",
+    "  ccmount --kbs-url https://kbs.example:8080 --kbs-cert kbs-ca.pem unseal /etc/secrets/api-key --out /run/secrets/api-key",
+);
 const EX_ATTEST: &str = concat!(
     "Examples:\n",
     "  ccmount --kbs-url https://kbs.example:8080 --kbs-cert kbs-ca.pem attest --json",
@@ -273,6 +289,9 @@ pub(crate) enum Command {
     /// Deliver KBS secrets to files, and keep them fresh.
     #[command(after_help = EX_SECRETS)]
     Secrets(SecretsArgs),
+    /// Unseal a Confidential Containers sealed secret (`sealed.…`) into a file.
+    #[command(after_help = EX_UNSEAL)]
+    Unseal(UnsealArgs),
     /// Run the attestation handshake and print what the KBS saw (never secrets).
     #[command(after_help = EX_ATTEST)]
     Attest(AttestArgs),
@@ -407,6 +426,22 @@ pub(crate) struct ManifestArgs {
     pub(crate) model: ModelTagArgs,
     #[command(flatten)]
     pub(crate) receipt: ReceiptArgs,
+}
+
+/// `ccmount unseal`.
+#[derive(Debug, Args)]
+pub(crate) struct UnsealArgs {
+    /// The file holding the sealed secret (`sealed.HEADER.PAYLOAD.SIGNATURE`).
+    pub(crate) file: PathBuf,
+    /// Where to write the unsealed secret (atomically).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: PathBuf,
+    /// File mode of OUT (octal).
+    #[arg(long, default_value = "0400")]
+    pub(crate) mode: String,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 /// `ccmount mount`.

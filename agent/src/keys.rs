@@ -26,7 +26,19 @@ use crate::plan::KeyPlan;
 const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// Reads a small secret file into a zeroizing buffer.
+/// A secret file's content; a sealed secret (`sealed.…`) in it is unsealed (`crate::unseal`):
+/// its signature checked, the resource it names fetched from the KBS.
 fn read_secret(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+    let buf = read_secret_raw(path, what)?;
+    if !crate::unseal::is_sealed(&buf) {
+        return Ok(buf);
+    }
+    let secret = crate::unseal::unseal(&buf, &format!("{what} {}", path.display()))?;
+    Ok(Zeroizing::new(secret.expose().to_vec()))
+}
+
+/// A secret file's bytes as they are (at most 64 KiB).
+pub(crate) fn read_secret_raw(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
     let f = File::open(path).with_context(|| format!("opening {what} {}", path.display()))?;
     // Sized up front so that reading never reallocates (a reallocation would leave an
     // unwiped copy behind), and locked in RAM (best effort).

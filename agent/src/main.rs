@@ -30,6 +30,7 @@ mod progress;
 mod receipt;
 #[cfg(feature = "fuse")]
 mod serve;
+mod unseal;
 mod version;
 
 fn main() -> ExitCode {
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
     logging::init(&cli.global, daemon);
     hardened.log();
     kbs::install(&cli.global);
+    unseal::install(&cli.global);
     let json = cli.command.wants_json();
     match cmd::dispatch(&cli.global, cli.command, &argv) {
         Ok(code) => code.code(),

@@ -35,6 +35,7 @@ pub mod jwe;
 pub mod kbs;
 pub mod resource_uri;
 mod sanitize;
+pub mod sealed;
 pub mod secret;
 pub mod token;
 pub mod transport;
@@ -117,6 +118,19 @@ pub mod internal {
                 }
                 let again = ResourceUri::parse(&u.to_string());
                 assert!(again.is_ok_and(|a| a.path() == u.path()));
+            }
+        }
+
+        /// CDH sealed secrets. Property: an accepted secret names a resource URI that
+        /// re-parses, and nothing verifies against a key that is not a P-256 JWK.
+        pub fn sealed_secret(data: &[u8]) {
+            let Ok(s) = std::str::from_utf8(data) else {
+                return;
+            };
+            if let Ok(sealed) = crate::sealed::SealedSecret::parse(s) {
+                assert!(ResourceUri::parse(&sealed.name().to_string()).is_ok());
+                assert!(sealed.verify(b"{\"kty\":\"RSA\"}").is_err());
+                let _ = sealed.key_id();
             }
         }
 

@@ -14,6 +14,7 @@ mod mount;
 mod secrets;
 #[cfg(feature = "fuse")]
 mod umount;
+mod unseal;
 mod verify;
 
 use anyhow::Result;
@@ -36,6 +37,7 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
     let name = match command {
         Command::GetResource(args) => return get_resource::run(global, args),
         Command::Attest(args) => return attest::run(global, &args),
+        Command::Unseal(a) => return unseal::run(&a),
         Command::Encrypt(a) => return encrypt::run(global, a),
         Command::Decrypt(a) => return decrypt::run(global, &DecryptPlan::from_args(a)?),
         Command::Verify(a) => return verify::run(global, a),

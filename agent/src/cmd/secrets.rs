@@ -48,7 +48,10 @@ struct FileConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SecretEntry {
-    resource: String,
+    /// The KBS resource to deliver; or
+    resource: Option<String>,
+    /// a file holding a sealed secret (CDH format) that names it.
+    sealed_file: Option<PathBuf>,
     path: PathBuf,
     #[serde(default)]
     mode: Option<String>,
@@ -98,6 +101,9 @@ pub(crate) struct Target {
     pub(crate) uri: ResourceUri,
     pub(crate) path: PathBuf,
     pub(crate) mode: u32,
+    /// When the resource came from a sealed secret: it, and its file for messages. Its
+    /// signature is checked before every delivery.
+    pub(crate) sealed: Option<(attest::sealed::SealedSecret, String)>,
 }
 
 /// The validated `secrets` plan.
@@ -201,7 +207,26 @@ fn load_plan(path: &Path, interval_flag: Option<Duration>, once: bool) -> Result
     let mut targets = Vec::with_capacity(cfg.secrets.len());
     for (i, s) in cfg.secrets.iter().enumerate() {
         let what = format!("[[secrets]] #{} in {}", i + 1, path.display());
-        let uri = ResourceUri::parse(&s.resource).with_context(|| what.clone())?;
+        let (uri, sealed) = match (&s.resource, &s.sealed_file) {
+            (Some(r), None) => (ResourceUri::parse(r).with_context(|| what.clone())?, None),
+            (None, Some(f)) => {
+                let f = if f.is_absolute() {
+                    f.clone()
+                } else {
+                    base.join(f)
+                };
+                let file_what = format!("{what}: sealed_file {}", f.display());
+                let bytes = crate::keys::read_secret_raw(&f, "sealed secret")?;
+                let sealed = crate::unseal::parse(&bytes, &file_what)?;
+                (sealed.name().clone(), Some((sealed, file_what)))
+            }
+            _ => {
+                return Err(coded(
+                    Exit::Usage,
+                    format!("{what}: give exactly one of resource and sealed_file"),
+                ));
+            }
+        };
         let mode = match &s.mode {
             Some(m) => super::get_resource::parse_mode(m).with_context(|| what.clone())?,
             None => DEFAULT_MODE,
@@ -223,7 +248,12 @@ fn load_plan(path: &Path, interval_flag: Option<Duration>, once: bool) -> Result
                 format!("{what}: path {} is listed twice", p.display()),
             ));
         }
-        targets.push(Target { uri, path: p, mode });
+        targets.push(Target {
+            uri,
+            path: p,
+            mode,
+            sealed,
+        });
     }
     let interval = match (interval_flag, cfg.delivery.and_then(|d| d.interval)) {
         (Some(d), _) => Some(d),
@@ -431,6 +461,12 @@ fn run_model_job(global: &GlobalArgs, job: &ModelPlan) -> Result<Option<ModelMou
 pub(crate) fn deliver(targets: &[Target]) -> Result<()> {
     if targets.is_empty() {
         return Ok(());
+    }
+    // Sealed secrets: who sealed them is checked (over the same session) before any fetch.
+    for t in targets {
+        if let Some((sealed, what)) = &t.sealed {
+            crate::unseal::checked_name(sealed, what)?;
+        }
     }
     let fetched: Vec<Secret> = kbs::with_shared(|s| {
         let url = s.url().to_owned();

@@ -46,6 +46,7 @@ fn bodies() -> BTreeMap<&'static str, Body> {
         ("jwe", a::jwe),
         ("resource_uri", a::resource_uri),
         ("token_claims", a::token_claims),
+        ("sealed_secret", a::sealed_secret),
     ])
 }
 
@@ -318,6 +319,7 @@ proptest::proptest! {
             attest::internal::fuzzing::jwe(input);
             attest::internal::fuzzing::resource_uri(input);
             attest::internal::fuzzing::token_claims(input);
+            attest::internal::fuzzing::sealed_secret(input);
         }
     }
 }

@@ -28,4 +28,5 @@ mod layering;
 mod mount;
 mod pinning;
 mod roundtrip;
+mod sealed;
 mod secrets;
