@@ -111,17 +111,9 @@ pub(crate) fn resolve(global: &GlobalArgs, cmdline: &Path) -> Result<KbsSettings
         ca_source = format!("--kbs-cert {}", p.display());
         Some(std::fs::read(p).with_context(|| format!("reading {ca_source}"))?)
     } else if let Some(c) = &table.cert {
-        if c.trim_start().starts_with("-----BEGIN") {
-            ca_source = "[kbs] cert (inline PEM)".into();
-            Some(c.as_bytes().to_vec())
-        } else {
-            let p = match &config_dir {
-                Some(dir) if Path::new(c).is_relative() => dir.join(c),
-                _ => PathBuf::from(c),
-            };
-            ca_source = format!("[kbs] cert {}", p.display());
-            Some(std::fs::read(&p).with_context(|| format!("reading {ca_source}"))?)
-        }
+        let (pem, source) = config_cert(c, config_dir.as_deref(), "[kbs] cert")?;
+        ca_source = source;
+        Some(pem)
     } else if let Some((pem, source)) = coco.as_ref().and_then(|c| c.cert.clone()) {
         ca_source = source;
         Some(pem)
@@ -156,6 +148,22 @@ pub(crate) fn resolve(global: &GlobalArgs, cmdline: &Path) -> Result<KbsSettings
         timeout,
         insecure_http: global.insecure_http || table.insecure_http.unwrap_or(false),
     })
+}
+
+/// A certificate given in a config file (`[kbs] cert`, CDH's `kbs_cert`, AA's `cert`): inline
+/// PEM, or a path relative to the config's directory. Returns the PEM and where it came from
+/// (for messages): `KEY (inline PEM)` or `KEY PATH`.
+fn config_cert(value: &str, config_dir: Option<&Path>, key: &str) -> Result<(Vec<u8>, String)> {
+    if value.trim_start().starts_with("-----BEGIN") {
+        return Ok((value.as_bytes().to_vec(), format!("{key} (inline PEM)")));
+    }
+    let p = match config_dir {
+        Some(dir) if Path::new(value).is_relative() => dir.join(value),
+        _ => PathBuf::from(value),
+    };
+    let source = format!("{key} {}", p.display());
+    let pem = std::fs::read(&p).with_context(|| format!("reading {source}"))?;
+    Ok((pem, source))
 }
 
 /// The KBS settings of a Confidential Containers config (`--coco-config`): the confidential
@@ -227,25 +235,12 @@ impl CocoConfig {
             ));
         };
         // CDH and AA hold the certificate inline; a path is accepted too.
-        let cert = match cert {
-            None => None,
-            Some(c) if c.trim_start().starts_with("-----BEGIN") => Some((
-                c.into_bytes(),
-                format!(
-                    "{cert_key} of --coco-config {} (inline PEM)",
-                    path.display()
-                ),
-            )),
-            Some(c) => {
-                let p = match path.parent() {
-                    Some(dir) if Path::new(&c).is_relative() => dir.join(&c),
-                    _ => PathBuf::from(&c),
-                };
-                let source = format!("{cert_key} {} of --coco-config", p.display());
-                let pem = std::fs::read(&p).with_context(|| format!("reading {source}"))?;
-                Some((pem, source))
-            }
-        };
+        let cert = cert
+            .map(|c| {
+                let key = format!("{cert_key} of --coco-config {}", path.display());
+                config_cert(&c, path.parent(), &key)
+            })
+            .transpose()?;
         Ok(CocoConfig {
             url,
             url_source,
