@@ -19,13 +19,7 @@ pub(crate) fn run(global: &GlobalArgs, args: GetResourceArgs) -> Result<Exit> {
     let uri = ResourceUri::parse(&args.uri)?;
     let mode = parse_mode(&args.mode)?;
     match &args.out {
-        Some(out) if !args.force && out.symlink_metadata().is_ok() => {
-            return Err(coded(
-                Exit::OutputExists,
-                format!("{} exists: pass --force to replace it", out.display()),
-            ));
-        }
-        Some(_) => {}
+        Some(out) => refuse_existing(out, args.force)?,
         None if std::io::stdout().is_terminal() => {
             return Err(coded(
                 Exit::Usage,
@@ -52,6 +46,17 @@ pub(crate) fn run(global: &GlobalArgs, args: GetResourceArgs) -> Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// An existing `out` (file, link, anything) is replaced only with `--force` (else exit 5).
+pub(crate) fn refuse_existing(out: &std::path::Path, force: bool) -> Result<()> {
+    if !force && out.symlink_metadata().is_ok() {
+        return Err(coded(
+            Exit::OutputExists,
+            format!("{} exists: pass --force to replace it", out.display()),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses an octal mode such as `0400` or `600` (also `[[secrets]] mode`).

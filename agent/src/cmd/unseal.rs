@@ -11,12 +11,7 @@ use crate::exit::{Exit, coded};
 /// Runs the command.
 pub(crate) fn run(a: &UnsealArgs) -> Result<Exit> {
     let mode = super::get_resource::parse_mode(&a.mode)?;
-    if !a.force && a.out.symlink_metadata().is_ok() {
-        return Err(coded(
-            Exit::OutputExists,
-            format!("{} exists: pass --force to replace it", a.out.display()),
-        ));
-    }
+    super::get_resource::refuse_existing(&a.out, a.force)?;
     let what = format!("sealed secret {}", a.file.display());
     let bytes = crate::keys::read_secret_raw(&a.file, "sealed secret")?;
     if !crate::unseal::is_sealed(&bytes) {
