@@ -25,3 +25,11 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest" >&2
   cargo install --locked cargo-nextest >/dev/null
 fi
+
+# The object-storage tests start a real S3-compatible server: moto's server mode (PyPI),
+# driven with boto3 (a moto dependency). Pinned; installed for the machine's python3.
+if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import boto3, flask, moto' >/dev/null 2>&1; then
+  echo "setup: installing moto[server] (test S3 server)" >&2
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+fi

@@ -92,6 +92,56 @@ pub(crate) struct GlobalArgs {
     /// kbs:/// pins (--expect) and keys: nothing the KBS sends is authenticated.
     #[arg(long, global = true, help_heading = "KBS and attestation")]
     pub(crate) insecure_http: bool,
+    /// S3-compatible endpoint for s3:// cipher directories (OSS, MinIO, Ceph RGW, GCS), e.g.
+    /// https://oss-cn-hangzhou.aliyuncs.com (else AWS_ENDPOINT_URL, else AWS).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Object storage (s3://)"
+    )]
+    pub(crate) s3_endpoint: Option<String>,
+    /// Region of the bucket (else AWS_REGION, else us-east-1).
+    #[arg(
+        long,
+        global = true,
+        value_name = "REGION",
+        help_heading = "Object storage (s3://)"
+    )]
+    pub(crate) s3_region: Option<String>,
+    /// Virtual-hosted requests (bucket.host); the default for a named endpoint.
+    #[arg(
+        long,
+        global = true,
+        conflicts_with = "s3_path_style",
+        help_heading = "Object storage (s3://)"
+    )]
+    pub(crate) s3_virtual_hosted: bool,
+    /// Path-style requests (host/bucket); the default for an IP or localhost endpoint.
+    #[arg(long, global = true, help_heading = "Object storage (s3://)")]
+    pub(crate) s3_path_style: bool,
+    /// Ranged GETs in flight (1..=256, default 16); memory is about 2 x 4 MiB per request.
+    #[arg(
+        long,
+        global = true,
+        value_name = "N",
+        help_heading = "Object storage (s3://)"
+    )]
+    pub(crate) s3_concurrency: Option<usize>,
+    /// Accept a plain-HTTP endpoint (a local test server): requests and data travel
+    /// unprotected (the data stays encrypted and authenticated).
+    #[arg(long, global = true, help_heading = "Object storage (s3://)")]
+    pub(crate) s3_allow_http: bool,
+    /// Storage credentials: kbs:///REPO/TYPE/TAG (fetched in the same attested session as
+    /// the key) or a file, holding {"access_key_id", "secret_access_key", "session_token"?};
+    /// a sealed secret is unsealed. Else the AWS_* variables or web identity.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SRC",
+        help_heading = "Object storage (s3://)"
+    )]
+    pub(crate) s3_credentials: Option<String>,
     /// More logging (-v debug, -vv trace). Secrets are never logged at any level.
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet", help_heading = "Output")]
     pub(crate) verbose: u8,

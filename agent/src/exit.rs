@@ -58,6 +58,14 @@ pub(crate) enum Exit {
     NoGpu = 50,
     /// A GPU operation failed.
     GpuFailed = 51,
+    /// Object storage could not be reached, or kept failing, within the deadline.
+    StorageUnreachable = 60,
+    /// Object storage refused the credentials.
+    StorageAuth = 61,
+    /// The bucket, the prefix or an object does not exist.
+    StorageNotFound = 62,
+    /// An object changed in the bucket while it was read.
+    StorageChanged = 63,
     /// Stopped by SIGINT (128 + 2); work in progress was cleaned up.
     Interrupted = 130,
     /// Stopped by SIGTERM (128 + 15); work in progress was cleaned up.
@@ -65,7 +73,7 @@ pub(crate) enum Exit {
 }
 
 /// Every code, for [`Exit::from_code`].
-const ALL: [Exit; 23] = [
+const ALL: [Exit; 27] = [
     Exit::Ok,
     Exit::Internal,
     Exit::Usage,
@@ -87,6 +95,10 @@ const ALL: [Exit; 23] = [
     Exit::MountpointBusy,
     Exit::NoGpu,
     Exit::GpuFailed,
+    Exit::StorageUnreachable,
+    Exit::StorageAuth,
+    Exit::StorageNotFound,
+    Exit::StorageChanged,
     Exit::Interrupted,
     Exit::Terminated,
 ];
@@ -166,6 +178,9 @@ fn classify_library(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
     if let Some(e) = cause.downcast_ref::<gocryptfs_format::Error>() {
         return Some(format_exit(e));
     }
+    if let Some(e) = cause.downcast_ref::<s3_source::S3Error>() {
+        return Some(storage_exit(e));
+    }
     if cause.downcast_ref::<gocryptfs_format::KeyError>().is_some() {
         // An empty password file, a malformed master key file: the input, not a bug.
         return Some(Exit::Usage);
@@ -204,6 +219,21 @@ fn format_kind_exit(k: gocryptfs_format::ErrorKind) -> Exit {
     }
 }
 
+/// Object-storage errors → exit codes.
+fn storage_exit(e: &s3_source::S3Error) -> Exit {
+    use s3_source::S3Error as E;
+    match e {
+        E::Usage(_) | E::PlainHttp { .. } | E::CredentialsInUrl => Exit::Usage,
+        E::Unreachable { .. } => Exit::StorageUnreachable,
+        E::Auth { .. } => Exit::StorageAuth,
+        E::NotFound { .. } => Exit::StorageNotFound,
+        E::Changed { .. } => Exit::StorageChanged,
+        E::Format(f) => format_exit(f),
+        E::Problems { kind, .. } => format_kind_exit(*kind),
+        _ => Exit::Corrupt,
+    }
+}
+
 /// GPU loader errors → exit codes.
 fn gpu_exit(k: gpu_loader::ErrorKind) -> Exit {
     match k {
@@ -234,6 +264,25 @@ pub(crate) fn hint(err: &anyhow::Error) -> Option<&'static str> {
 }
 
 fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    if let Some(e) = cause.downcast_ref::<s3_source::S3Error>() {
+        use s3_source::S3Error as E;
+        return match e {
+            E::Unreachable { .. } => Some(
+                "check --s3-endpoint (or AWS_ENDPOINT_URL) and the network; raise --timeout if the server is slow",
+            ),
+            E::Auth { .. } => Some(
+                "check the storage credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the --s3-credentials resource",
+            ),
+            E::NotFound { .. } => {
+                Some("check the bucket and prefix of the s3:// location (and --s3-region)")
+            }
+            E::Changed { .. } => {
+                Some("the bucket is being rewritten: wait for the upload to finish and run again")
+            }
+            E::Format(f) => format_hint(f),
+            _ => None,
+        };
+    }
     if let Some(e) = cause.downcast_ref::<gocryptfs_format::Error>() {
         return format_hint(e);
     }

@@ -28,7 +28,7 @@ const MAX_KEY_FILE: u64 = 64 * 1024;
 /// Reads a small secret file into a zeroizing buffer.
 /// A secret file's content; a sealed secret (`sealed.…`) in it is unsealed (`crate::unseal`):
 /// its signature checked, the resource it names fetched from the KBS.
-fn read_secret(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
+pub(crate) fn read_secret(path: &Path, what: &str) -> Result<Zeroizing<Vec<u8>>> {
     let buf = read_secret_raw(path, what)?;
     if !crate::unseal::is_sealed(&buf) {
         return Ok(buf);

@@ -28,6 +28,7 @@ mod plan;
 mod policy;
 mod progress;
 mod receipt;
+mod remote;
 #[cfg(feature = "fuse")]
 mod serve;
 mod unseal;

@@ -94,6 +94,14 @@ impl DecryptPlan {
     /// # Errors
     /// No key, or a malformed `--key` (exit 2).
     pub(crate) fn from_args(a: DecryptArgs) -> Result<Self> {
+        if s3_source::S3Location::is_s3(a.cipherdir.as_os_str()) {
+            // Checked now (exit 2 before any key or request); read again at run time.
+            let s = a
+                .cipherdir
+                .to_str()
+                .ok_or_else(|| coded(Exit::Usage, "an s3:// location must be valid UTF-8"))?;
+            s3_source::S3Location::parse(s)?;
+        }
         Ok(DecryptPlan {
             key: KeyPlan::require(&a.key)?,
             cipherdir: a.cipherdir,

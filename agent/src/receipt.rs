@@ -45,10 +45,14 @@ impl Receipt<'_> {
             "schema": SCHEMA,
             "command": self.command,
             // Absolute, symlinks resolved: a receipt is read later, from elsewhere.
-            "cipherdir": std::fs::canonicalize(self.cipherdir)
-                .or_else(|_| std::path::absolute(self.cipherdir))
-                .unwrap_or_else(|_| self.cipherdir.to_path_buf())
-                .to_string_lossy(),
+            "cipherdir": if crate::remote::is_s3(self.cipherdir) {
+                self.cipherdir.to_path_buf()
+            } else {
+                std::fs::canonicalize(self.cipherdir)
+                    .or_else(|_| std::path::absolute(self.cipherdir))
+                    .unwrap_or_else(|_| self.cipherdir.to_path_buf())
+            }
+            .to_string_lossy(),
             "model_digest": self.digest.to_string(),
             "pin": self.pin.map(|p| json!({
                 "kind": p.source.kind(),

@@ -163,36 +163,54 @@ impl CipherDir {
     /// [`Error::WrongMasterKey`], [`Error::Io`].
     pub fn open(root: &Path, key: KeySource, opts: &OpenOptions) -> Result<Self> {
         check_root(root)?;
+        let config = match Config::load(root) {
+            Ok(c) => Some(c),
+            Err(Error::Config {
+                source: ConfigError::Missing,
+                ..
+            }) if matches!(key, KeySource::MasterKey(_)) => None,
+            Err(e) => return Err(e),
+        };
+        Self::open_with_config(root, config, key, opts)
+    }
+
+    /// Opens a cipher directory whose `gocryptfs.conf` the caller already read and parsed
+    /// (`None`: the tree has none), e.g. from object storage. `root` is what errors name.
+    /// The same checks as [`CipherDir::open`]: layout policy, scrypt cost before any
+    /// allocation, the password, and (with a master key and `opts.check_master_key`) a few
+    /// blocks or names of a local tree.
+    ///
+    /// # Errors
+    /// As [`CipherDir::open`]; a password without a config is [`ConfigError::Missing`].
+    pub fn open_with_config(
+        root: &Path,
+        config: Option<Config>,
+        key: KeySource,
+        opts: &OpenOptions,
+    ) -> Result<Self> {
         let key_unchecked = matches!(key, KeySource::MasterKey(_));
         let conf_err = |source| Error::Config {
             path: root.join(CONF_NAME),
             source,
         };
-        let (config, master) = match key {
+        if let Some(c) = &config {
+            check_layout(c, &opts.policy).map_err(conf_err)?;
+        }
+        let master = match key {
             KeySource::Password(pw) => {
-                let config = Config::load(root)?;
-                check_layout(&config, &opts.policy).map_err(conf_err)?;
+                let Some(config) = &config else {
+                    return Err(conf_err(ConfigError::Missing));
+                };
                 // Before scrypt allocates anything: the cost is the host's to choose.
                 config
                     .scrypt
                     .check_cost(opts.policy.max_scrypt_memory)
                     .map_err(conf_err)?;
-                let master = config.unlock(&pw).map_err(|()| Error::WrongPassword {
+                config.unlock(&pw).map_err(|()| Error::WrongPassword {
                     path: root.join(CONF_NAME),
-                })?;
-                (Some(config), master)
+                })?
             }
-            KeySource::MasterKey(mk) => match Config::load(root) {
-                Ok(c) => {
-                    check_layout(&c, &opts.policy).map_err(conf_err)?;
-                    (Some(c), mk)
-                }
-                Err(Error::Config {
-                    source: ConfigError::Missing,
-                    ..
-                }) => (None, mk),
-                Err(e) => return Err(e),
-            },
+            KeySource::MasterKey(mk) => mk,
         };
         let layout = config
             .as_ref()

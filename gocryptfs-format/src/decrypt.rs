@@ -726,6 +726,128 @@ fn write_file(
     }
 }
 
+/// An output directory with the rules of [`decrypt_tree`] (every write below a directory fd
+/// opened with `O_NOFOLLOW`, each file written to a temporary name and renamed into place
+/// only when whole), for sources that are not a local cipher directory (object storage).
+#[derive(Debug)]
+pub struct OutDir {
+    root: OwnedFd,
+    force: bool,
+}
+
+impl OutDir {
+    /// Opens (or creates) `out`; a non-empty `out` is refused unless `force`.
+    ///
+    /// # Errors
+    /// [`Error::OutputNotEmpty`], a refusal (symlink, not a directory), [`Error::Io`].
+    pub fn prepare(out: &Path, force: bool) -> Result<Self> {
+        Ok(OutDir {
+            root: prepare_outdir(out, force)?,
+            force,
+        })
+    }
+
+    /// Creates directory `rel` (its parent exists; with `force` an existing one is fine).
+    ///
+    /// # Errors
+    /// [`Error::Exists`], a refusal (something else in the way), [`Error::Io`].
+    pub fn make_dir(&self, rel: &Path) -> Result<()> {
+        make_dir(&self.root, rel, self.force)
+    }
+
+    /// Sets the mode of directory `rel` (after its content is written).
+    ///
+    /// # Errors
+    /// [`Error::Io`], a refusal (a symlink in the way).
+    pub fn set_dir_mode(&self, rel: &Path, mode: u32) -> Result<()> {
+        let fd = open_rel_dir(&self.root, rel)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+            .map_err(|e| Error::io("setting the mode of", rel, e.into()))
+    }
+
+    /// Starts file `rel` under a random temporary name in its (existing) parent directory.
+    ///
+    /// # Errors
+    /// [`Error::Io`], a refusal (a symlink in the way).
+    pub fn create_file(&self, rel: &Path) -> Result<OutFile> {
+        let (parent, name) = split_path(rel);
+        let pfd = open_rel_dir(&self.root, parent)?;
+        let tmp = temp_name()?;
+        let fd = rustix::fs::openat(
+            &pfd,
+            tmp.as_os_str(),
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|err| Error::io("creating", rel, err.into()))?;
+        Ok(OutFile {
+            file: File::from(fd),
+            pfd,
+            tmp,
+            name: name.to_owned(),
+            rel: rel.to_path_buf(),
+            force: self.force,
+            committed: false,
+        })
+    }
+
+    /// Removes the temporary files an interrupted run left (as [`sweep_temp_files_in`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn sweep(&self) -> Result<u64> {
+        sweep_temp_files(&self.root, Path::new(""))
+    }
+}
+
+/// A file being written by [`OutDir::create_file`]: renamed into place by
+/// [`OutFile::commit`]; dropped uncommitted, its temporary file is removed.
+#[derive(Debug)]
+pub struct OutFile {
+    file: File,
+    pfd: OwnedFd,
+    tmp: OsString,
+    name: OsString,
+    rel: PathBuf,
+    force: bool,
+    committed: bool,
+}
+
+impl OutFile {
+    /// Writes `data` at `offset`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file.
+    pub fn write_at(&self, data: &[u8], offset: u64) -> Result<()> {
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| Error::io("writing", &self.rel, e))
+    }
+
+    /// Sets the final length and mode, then renames the file into place (never replacing
+    /// anything unless the directory was prepared with `force`).
+    ///
+    /// # Errors
+    /// [`Error::Exists`], [`Error::Io`].
+    pub fn commit(mut self, len: u64, mode: u32) -> Result<()> {
+        self.file
+            .set_len(len)
+            .map_err(|e| Error::io("writing", &self.rel, e))?;
+        rustix::fs::fchmod(&self.file, Mode::from_raw_mode(mode))
+            .map_err(|e| Error::io("setting the mode of", &self.rel, e.into()))?;
+        self.committed = true;
+        commit(&self.pfd, &self.tmp, &self.name, &self.rel, self.force)
+    }
+}
+
+impl Drop for OutFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = rustix::fs::unlinkat(&self.pfd, self.tmp.as_os_str(), AtFlags::empty());
+        }
+    }
+}
+
 /// SHA-256 of what was written to the temporary file (read back through the same handle).
 fn hash_written(out: &File, path: &Path) -> Result<[u8; 32]> {
     let mut h = Sha256::new();

@@ -166,7 +166,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn corrupt(path: impl Into<PathBuf>, source: impl Into<CorruptError>) -> Self {
+    /// An [`Error::Corrupt`] naming `path`.
+    pub fn corrupt(path: impl Into<PathBuf>, source: impl Into<CorruptError>) -> Self {
         Error::Corrupt {
             path: path.into(),
             source: source.into(),

@@ -45,7 +45,7 @@ pub mod cryptocore;
 pub mod decrypt;
 mod error;
 pub mod escape;
-mod listing;
+pub mod listing;
 pub mod manifest;
 pub mod nametransform;
 pub mod policy;

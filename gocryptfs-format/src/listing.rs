@@ -19,7 +19,7 @@ use crate::nametransform::{EntryClass, LONGNAME_SUFFIX, classify};
 
 /// What one on-disk name of a listing is.
 #[derive(Debug)]
-pub(crate) enum Item<'a> {
+pub enum Item<'a> {
     /// A name to decrypt (with plaintext names: the name itself).
     Name(&'a OsStr),
     /// A `gocryptfs.longname.*` entry; its real name is in the `.name` side file.
@@ -45,7 +45,7 @@ pub(crate) fn read_names(abs: &Path) -> Result<Vec<OsString>, Error> {
 /// Classifies every name of one directory (`dir_rel`, relative to the cipher root) under
 /// `layout`. Control files are dropped: `gocryptfs.conf` in the root, `gocryptfs.diriv` when
 /// the layout has per-directory IVs, and `.name` side files whose entry exists.
-pub(crate) fn classify_listing<'a>(
+pub fn classify_listing<'a>(
     dir_rel: &Path,
     names: &'a [OsString],
     layout: NameLayout,

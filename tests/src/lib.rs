@@ -15,6 +15,7 @@
 
 pub mod corpus;
 pub mod gocryptfs;
+pub mod s3;
 pub mod tree;
 
 use std::path::PathBuf;

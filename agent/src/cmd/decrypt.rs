@@ -27,6 +27,9 @@ use crate::receipt::Receipt;
 const MAX_PRINTED: usize = 50;
 
 pub(crate) fn run(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
+    if crate::remote::is_s3(&a.cipherdir) {
+        return run_s3(g, a);
+    }
     // Cheap refusals first: no attestation or scrypt for an OUTDIR that cannot be.
     refuse_overlap(&a.cipherdir, &a.outdir)?;
     let pin = pin::resolve(&a.expect)?;
@@ -127,6 +130,117 @@ pub(crate) fn run(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
     summary
         .into_result()
         .with_context(|| format!("decrypting {}", a.cipherdir.display()))?;
+    if let (Some(m), Some(path)) = (&accepted, &a.receipt) {
+        Receipt {
+            command: "decrypt",
+            cipherdir: &a.cipherdir,
+            digest: m.digest(),
+            pin: pin.as_ref(),
+            key_resource: a.key.resource().as_deref(),
+        }
+        .write(path)?;
+    }
+    Ok(Exit::Ok)
+}
+
+/// `decrypt s3://BUCKET/PREFIX OUTDIR`: streamed from the bucket (ranged GETs in parallel,
+/// decrypted as they arrive). With a pin, a first pass checks the whole tree and nothing is
+/// written on a difference; the writing pass then holds every file to the accepted manifest
+/// again before renaming it into place (the bucket may change between the passes).
+fn run_s3(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
+    let pin = pin::resolve(&a.expect)?;
+    let key = keys::load(&a.key)?;
+    let b = crate::remote::bucket(g, &a.cipherdir)?;
+    let tree = crate::remote::open_tree(g, b, key)?;
+    let accepted: Option<Manifest> = if pin.is_some() || a.receipt.is_some() {
+        let bar = Bar::new("check", !g.quiet && !a.json);
+        let report = tree.verify(true, &bar);
+        bar.finish();
+        let report = report?;
+        Some(match &pin {
+            Some(p) => {
+                gocryptfs_format::manifest::check_report(tree.cipher_dir(), &report, &p.expected)
+                    .map_err(pin::mismatch_error)?
+            }
+            None => Manifest::from_report(tree.cipher_dir(), &report).map_err(|diffs| {
+                for d in &diffs {
+                    eprintln!("error: {d}");
+                }
+                coded(
+                    Exit::Corrupt,
+                    format!(
+                        "{}: {} problems; nothing decrypted",
+                        a.cipherdir.display(),
+                        diffs.len()
+                    ),
+                )
+            })?,
+        })
+    } else {
+        None
+    };
+    let bar = Bar::new("decrypt", !g.quiet && !a.json);
+    let cancel = crate::interrupt::install();
+    let summary = tree.decrypt_into(&a.outdir, a.force, accepted.as_ref(), &bar, Some(cancel));
+    bar.finish();
+    if let Some(sig) = crate::interrupt::received() {
+        let _ = sweep_temp_files_in(&a.outdir);
+        let code = if sig == 2 {
+            Exit::Interrupted
+        } else {
+            Exit::Terminated
+        };
+        return Err(coded(
+            code,
+            format!(
+                "interrupted by signal {sig}: {} holds only whole files, no temporary ones; run again (with --force) to finish",
+                a.outdir.display()
+            ),
+        ));
+    }
+    let summary = summary.with_context(|| {
+        format!(
+            "decrypting {} into {}",
+            a.cipherdir.display(),
+            a.outdir.display()
+        )
+    })?;
+    for (_, e) in summary.problems.iter().take(MAX_PRINTED) {
+        tracing::error!("{e}");
+    }
+    if a.json {
+        let v = json!({
+            "schema": "ccmount.decrypt-summary/v1",
+            "ok": summary.problems.is_empty(),
+            "files": summary.files,
+            "dirs": summary.dirs,
+            "symlinks": 0,
+            "plaintext_bytes": summary.bytes,
+            "holes_accepted": 0,
+            "removed_unpinned": 0,
+            "problems": summary.problems.iter().map(|(p, e)| json!({
+                "path": p.to_string_lossy(),
+                "severity": "error",
+                "message": e.to_string(),
+            })).collect::<Vec<_>>(),
+        });
+        crate::fsutil::print_json(&v)?;
+    } else if chatty(g.quiet) && summary.problems.is_empty() {
+        eprintln!(
+            "decrypted {} ({}), {} from {} into {}",
+            count(summary.files, "file", "files"),
+            count(summary.bytes, "byte", "bytes"),
+            count(summary.dirs, "directory", "directories"),
+            a.cipherdir.display(),
+            a.outdir.display()
+        );
+    }
+    if let Some((_, first)) = summary.problems.into_iter().next() {
+        return Err(anyhow::Error::new(first).context(format!(
+            "decrypting {}: files not written",
+            a.cipherdir.display()
+        )));
+    }
     if let (Some(m), Some(path)) = (&accepted, &a.receipt) {
         Receipt {
             command: "decrypt",

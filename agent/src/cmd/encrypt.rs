@@ -1,6 +1,8 @@
 //! `ccmount encrypt PLAINDIR CIPHERDIR --passfile FILE [...]`: a new gocryptfs tree from a
 //! plaintext tree, with the `gocryptfs -init` options we support (`docs/cli.md`).
 
+use std::os::unix::fs::DirBuilderExt as _;
+
 use anyhow::{Context, Result};
 use gocryptfs_format::configfile::{Layout, NameLayout};
 use gocryptfs_format::writer::{InitOptions, encrypt_tree, encrypt_tree_with_manifest};
@@ -78,12 +80,32 @@ pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
         scrypt_log_n: log_n,
         ..InitOptions::default()
     };
+    // To a bucket: written to a private staging directory (ciphertext only), then
+    // uploaded; the prefix must be empty (a tree is never merged into another).
+    let (bucket, staging) = if crate::remote::is_s3(&a.cipherdir) {
+        let b = crate::remote::bucket(g, &a.cipherdir)?;
+        if !b.is_empty()? {
+            return Err(coded(
+                Exit::OutputExists,
+                format!(
+                    "{} already holds objects: choose an empty prefix (a tree is never merged into another)",
+                    a.cipherdir.display()
+                ),
+            ));
+        }
+        (Some(b), Some(Staging::new()?))
+    } else {
+        (None, None)
+    };
+    let target = staging
+        .as_ref()
+        .map_or(a.cipherdir.clone(), |s| s.path.join("tree"));
     let bar = Bar::new("encrypt", !g.quiet);
     let result = if a.manifest.is_some() {
-        encrypt_tree_with_manifest(&a.plaindir, &a.cipherdir, &password, &opts, &bar)
+        encrypt_tree_with_manifest(&a.plaindir, &target, &password, &opts, &bar)
             .map(|(s, m)| (s, Some(m)))
     } else {
-        encrypt_tree(&a.plaindir, &a.cipherdir, &password, &opts, &bar).map(|s| (s, None))
+        encrypt_tree(&a.plaindir, &target, &password, &opts, &bar).map(|s| (s, None))
     };
     let result = result.with_context(|| {
         format!(
@@ -94,6 +116,17 @@ pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
     });
     bar.finish();
     let (summary, manifest) = result?;
+    if let Some(b) = &bucket {
+        let up = b
+            .upload_tree(&target)
+            .with_context(|| format!("uploading to {}", a.cipherdir.display()))?;
+        tracing::info!(
+            "uploaded {} ({}) to {}",
+            count(up.objects, "object", "objects"),
+            count(up.bytes, "byte", "bytes"),
+            a.cipherdir.display()
+        );
+    }
     for p in &summary.skipped {
         tracing::warn!(path = %p.display(), "skipped: FIFOs, sockets and device nodes are not encrypted");
     }
@@ -116,4 +149,31 @@ pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// A private directory for the ciphertext of an upload, removed when dropped.
+struct Staging {
+    path: std::path::PathBuf,
+}
+
+impl Staging {
+    fn new() -> Result<Self> {
+        let mut r = [0u8; 8];
+        getrandom::fill(&mut r).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+        let path = std::env::temp_dir().join(format!(
+            "ccmount-upload-{}",
+            r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("creating the staging directory {}", path.display()))?;
+        Ok(Staging { path })
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
 }

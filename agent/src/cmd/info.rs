@@ -6,12 +6,25 @@ use gocryptfs_format::Config;
 use gocryptfs_format::configfile::NameLayout;
 use serde_json::json;
 
-use crate::cli::InfoArgs;
+use crate::cli::{GlobalArgs, InfoArgs};
 use crate::exit::Exit;
 
-pub(crate) fn run(a: InfoArgs) -> Result<Exit> {
-    let c =
-        Config::load(&a.cipherdir).with_context(|| format!("reading {}", a.cipherdir.display()))?;
+pub(crate) fn run(g: &GlobalArgs, a: InfoArgs) -> Result<Exit> {
+    let c = if crate::remote::is_s3(&a.cipherdir) {
+        let b = crate::remote::bucket(g, &a.cipherdir)?;
+        let bytes = b
+            .read_small(
+                gocryptfs_format::configfile::CONF_NAME,
+                gocryptfs_format::configfile::MAX_CONF_LEN,
+            )
+            .with_context(|| format!("reading {}", a.cipherdir.display()))?;
+        Config::parse(&bytes).map_err(|source| gocryptfs_format::Error::Config {
+            path: a.cipherdir.join(gocryptfs_format::configfile::CONF_NAME),
+            source,
+        })?
+    } else {
+        Config::load(&a.cipherdir).with_context(|| format!("reading {}", a.cipherdir.display()))?
+    };
     let l = c.layout();
     let (names, dir_iv, raw64, lnm) = match l.names {
         NameLayout::Plaintext => ("plaintext", false, false, None),

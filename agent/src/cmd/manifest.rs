@@ -15,12 +15,22 @@ use crate::receipt::Receipt;
 
 pub(crate) fn run(g: &GlobalArgs, a: ManifestArgs) -> Result<Exit> {
     let key = keys::load(&KeyPlan::require(&a.key)?)?;
-    let dir = keys::open_dir(g, &a.cipherdir, key)?;
-    let bar = Bar::new("manifest", !g.quiet);
-    let built = Manifest::of_tree(&dir, &bar);
-    bar.finish();
+    let built = if crate::remote::is_s3(&a.cipherdir) {
+        let b = crate::remote::bucket(g, &a.cipherdir)?;
+        let tree = crate::remote::open_tree(g, b, key)?;
+        let bar = Bar::new("manifest", !g.quiet);
+        let report = tree.verify(true, &bar);
+        bar.finish();
+        Manifest::from_report(tree.cipher_dir(), &report?)
+    } else {
+        let dir = keys::open_dir(g, &a.cipherdir, key)?;
+        let bar = Bar::new("manifest", !g.quiet);
+        let built = Manifest::of_tree(&dir, &bar).map(|(m, _)| m);
+        bar.finish();
+        built
+    };
     let manifest = match built {
-        Ok((m, _)) => m,
+        Ok(m) => m,
         Err(diffs) => {
             for d in &diffs {
                 eprintln!("error: {d}");

@@ -41,7 +41,7 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
         Command::Encrypt(a) => return encrypt::run(global, a),
         Command::Decrypt(a) => return decrypt::run(global, &DecryptPlan::from_args(a)?),
         Command::Verify(a) => return verify::run(global, a),
-        Command::Info(a) => return info::run(a),
+        Command::Info(a) => return info::run(global, a),
         Command::Manifest(a) => return manifest::run(global, a),
         #[cfg(feature = "fuse")]
         Command::Mount(a) => return mount::run(global, &a, argv),

@@ -22,6 +22,12 @@ use crate::progress::{Bar, chatty, count};
 use crate::receipt::Receipt;
 
 pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
+    if a.no_key && crate::remote::is_s3(&a.cipherdir) {
+        return Err(coded(
+            Exit::Usage,
+            "verify --no-key reads a local cipher directory; for s3:// give the key",
+        ));
+    }
     if a.no_key {
         if a.manifest.is_some() || a.expect.expect.is_some() || a.receipt.receipt.is_some() {
             return Err(coded(
@@ -38,19 +44,30 @@ pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
     }
     let pin = pin::resolve(&a.expect)?;
     let key = keys::load(&KeyPlan::require(&a.key)?)?;
-    let dir = keys::open_dir(g, &a.cipherdir, key)?;
-    let bar = Bar::new("verify", !g.quiet && !a.json);
     let wants_manifest = a.manifest.is_some() || pin.is_some() || a.receipt.receipt.is_some();
     let opts = VerifyOptions {
         hash: a.json || wants_manifest,
         ..VerifyOptions::default()
     };
-    let report = verify(&dir, &opts, &bar);
-    bar.finish();
+    let (remote, local);
+    let (dir, report) = if crate::remote::is_s3(&a.cipherdir) {
+        let b = crate::remote::bucket(g, &a.cipherdir)?;
+        remote = crate::remote::open_tree(g, b, key)?;
+        let bar = Bar::new("verify", !g.quiet && !a.json);
+        let report = remote.verify(opts.hash, &bar);
+        bar.finish();
+        (remote.cipher_dir(), report?)
+    } else {
+        local = keys::open_dir(g, &a.cipherdir, key)?;
+        let bar = Bar::new("verify", !g.quiet && !a.json);
+        let report = verify(&local, &opts, &bar);
+        bar.finish();
+        (&local, report)
+    };
     // The pin decides acceptance; without one, the tree's own manifest (when clean).
     let checked: Option<Result<Manifest, CheckError>> = match &pin {
-        Some(p) => Some(check_report(&dir, &report, &p.expected)),
-        None if wants_manifest => Manifest::from_report(&dir, &report).ok().map(Ok),
+        Some(p) => Some(check_report(dir, &report, &p.expected)),
+        None if wants_manifest => Manifest::from_report(dir, &report).ok().map(Ok),
         None => None,
     };
     let pin_json = match (&pin, &checked) {

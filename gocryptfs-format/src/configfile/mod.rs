@@ -38,7 +38,8 @@ pub const REVERSE_CONF_NAME: &str = ".gocryptfs.reverse.conf";
 /// The on-disk format version.
 pub const VERSION: u64 = 2;
 /// Largest config file we read (gocryptfs' are ~400 bytes).
-const MAX_CONF_LEN: u64 = 64 * 1024;
+/// Largest `gocryptfs.conf` accepted.
+pub const MAX_CONF_LEN: u64 = 64 * 1024;
 /// Default long-name threshold (`NameMax`).
 pub const DEFAULT_LONG_NAME_MAX: u8 = 255;
 /// Smallest `LongNameMax` gocryptfs accepts.

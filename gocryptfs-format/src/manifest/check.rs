@@ -409,6 +409,24 @@ fn observe_report(dir: &CipherDir, report: &Report) -> Observed {
             (e.plain_path.clone(), seen)
         })
         .collect();
+    if report.entries.is_empty() {
+        // A tree without local metadata (object storage): regular files and directories.
+        entries.extend(report.remote_dirs.iter().map(|d| (d.clone(), Seen::Dir)));
+        entries.extend(report.files.iter().map(|r| {
+            (
+                r.path.clone(),
+                Seen::File {
+                    size: r.size,
+                    sha256: if r.ok {
+                        hex32(r.sha256.as_deref())
+                    } else {
+                        None
+                    },
+                    file_id: hex16(r.file_id.as_deref()),
+                },
+            )
+        }));
+    }
     entries.sort_by(|a, b| sort_key(&a.0).cmp(sort_key(&b.0)));
     Observed {
         params: Params::of(dir),

@@ -205,6 +205,9 @@ pub struct Report {
     /// Decrypted symlink targets by plaintext path (keyed mode only; unreadable ones are
     /// findings instead).
     pub symlink_targets: Vec<(PathBuf, OsString)>,
+    /// Directories of a tree read without local metadata (object storage), used in place
+    /// of `entries` (which is then empty), parents before children.
+    pub remote_dirs: Vec<PathBuf>,
 }
 
 /// Options for [`verify`].
@@ -261,7 +264,9 @@ fn block_kind(k: BlockErrorKind) -> FindingKind {
 }
 
 impl Finding {
-    pub(super) fn from_error(
+    /// The finding of error `e` (kind and block taken from it).
+    #[must_use]
+    pub fn from_error(
         path: Option<PathBuf>,
         cipher_path: PathBuf,
         e: &Error,
@@ -284,7 +289,9 @@ impl Finding {
 }
 
 impl Report {
-    pub(super) fn new(mode: Mode, cipherdir: &Path) -> Self {
+    /// An empty report of `mode` about `cipherdir` (for readers of other storage).
+    #[must_use]
+    pub fn new(mode: Mode, cipherdir: &Path) -> Self {
         Report {
             mode,
             cipherdir: cipherdir.to_path_buf(),
@@ -295,6 +302,7 @@ impl Report {
             stats: Stats::default(),
             entries: Vec::new(),
             symlink_targets: Vec::new(),
+            remote_dirs: Vec::new(),
         }
     }
 
@@ -304,7 +312,8 @@ impl Report {
         !self.findings.iter().any(|f| f.severity == Severity::Error)
     }
 
-    pub(super) fn finish(&mut self) {
+    /// Counts the findings, sorts them, and marks the files they concern as not ok.
+    pub fn finish(&mut self) {
         self.stats.errors = self
             .findings
             .iter()

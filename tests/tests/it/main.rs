@@ -28,5 +28,6 @@ mod layering;
 mod mount;
 mod pinning;
 mod roundtrip;
+mod s3;
 mod sealed;
 mod secrets;

@@ -1,0 +1,651 @@
+//! Cipher trees in object storage (`s3://BUCKET/PREFIX`), end to end against a real
+//! S3-compatible server process (moto, `e2e::s3`) on 127.0.0.1: trees written by the real
+//! gocryptfs and uploaded with boto3, every command (`info`, `verify`, `manifest`,
+//! `--expect`, `decrypt`, `encrypt` to a bucket checked by `gocryptfs -fsck` and a real
+//! gocryptfs mount), listing pagination, tampering, wrong keys and credentials, a missing
+//! bucket or prefix, an unreachable endpoint, s3fs-style symlink objects, the PAI-EAS flow
+//! with the password and the storage credentials both from the test KBS, and an object
+//! replaced between listing and reading (`If-Match`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use e2e::gocryptfs::{self, Mount};
+use e2e::s3::S3Server;
+use e2e::{ccmount_bin, run_with_timeout, skip_unless, tree};
+
+const PASSWORD: &[u8] = b"object storage model password\n";
+
+/// A tree the real gocryptfs wrote (scrypt N=2^10), what S3 can hold: no symlinks, no
+/// holes (decrypted modes and xattrs are not compared: objects carry neither).
+struct Model {
+    dir: tempfile::TempDir,
+    cipher: PathBuf,
+    plain: PathBuf,
+    pass: PathBuf,
+}
+
+fn model(seed: u64, extra: impl FnOnce(&Path)) -> Model {
+    let dir = tempfile::tempdir().unwrap();
+    let cipher = dir.path().join("cipher");
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, PASSWORD).unwrap();
+    gocryptfs::init(&cipher, &pass, &[]);
+    let plain = dir.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    tree::generate(
+        &plain,
+        seed,
+        tree::TreeOpts {
+            random_files: 8,
+            max_size: 300_000,
+            sparse: false,
+            ..tree::TreeOpts::default()
+        },
+    );
+    std::fs::remove_dir_all(plain.join("links")).unwrap();
+    extra(&plain);
+    let mnt = dir.path().join("mnt");
+    let m = Mount::new(&cipher, &mnt, Some(&pass), &[]);
+    e2e::corpus::copy_tree(&plain, m.path());
+    m.unmount();
+    Model {
+        dir,
+        cipher,
+        plain,
+        pass,
+    }
+}
+
+fn ccm(bin: &Path, s3: &S3Server, args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut cmd = Command::new(bin);
+    s3.env(&mut cmd);
+    cmd.args(s3.flags()).args(["--timeout", "30s"]);
+    for a in args {
+        cmd.arg(a);
+    }
+    run_with_timeout(&mut cmd, Duration::from_secs(300))
+}
+
+fn code(out: &Output, want: i32) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(want),
+        "stderr: {err}\nstdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    err
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    let d = tree::diff(&tree::snapshot(a), &tree::snapshot(b), false, false);
+    assert!(d.is_empty(), "{d:#?}");
+}
+
+macro_rules! setup {
+    () => {{
+        skip_unless!(gocryptfs::skip_reason());
+        skip_unless!(e2e::s3::skip_reason());
+        let Some(bin) = ccmount_bin() else { return };
+        let s3 = S3Server::start();
+        s3.make_bucket("models");
+        (bin, s3)
+    }};
+}
+
+#[test]
+fn every_command_reads_a_real_gocryptfs_tree_from_the_bucket() {
+    let (bin, s3) = setup!();
+    let m = model(71, |_| {});
+    s3.upload(&m.cipher, "models", "llama/v1");
+    let url = "s3://models/llama/v1";
+
+    let out = ccm(&bin, &s3, &[&"info", &url, &"--json"]);
+    code(&out, 0);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(info["creator"].as_str().unwrap().starts_with("gocryptfs"));
+
+    let out = ccm(
+        &bin,
+        &s3,
+        &[&"verify", &url, &"--passfile", &m.pass, &"--json"],
+    );
+    code(&out, 0);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let local = run_with_timeout(
+        Command::new(&bin)
+            .args(["verify", "--json", "--passfile"])
+            .arg(&m.pass)
+            .arg(&m.cipher),
+        Duration::from_secs(120),
+    );
+    let local: serde_json::Value = serde_json::from_slice(&local.stdout).unwrap();
+    assert_eq!(report["stats"]["files"], local["stats"]["files"]);
+    assert_eq!(report["stats"]["bytes"], local["stats"]["bytes"]);
+
+    // The manifest of the bucket's tree is the local tree's manifest.
+    let man = m.dir.path().join("m.json");
+    let out = ccm(
+        &bin,
+        &s3,
+        &[&"manifest", &url, &"--passfile", &m.pass, &"--out", &man],
+    );
+    code(&out, 0);
+    let local_man = m.dir.path().join("local.json");
+    let lo = run_with_timeout(
+        Command::new(&bin)
+            .args(["manifest", "--passfile"])
+            .arg(&m.pass)
+            .arg(&m.cipher)
+            .arg("--out")
+            .arg(&local_man),
+        Duration::from_secs(120),
+    );
+    assert!(
+        lo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lo.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&man).unwrap(),
+        std::fs::read(&local_man).unwrap()
+    );
+
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[&"verify", &url, &"--passfile", &m.pass, &"--expect", &man],
+        ),
+        0,
+    );
+    let out_dir = m.dir.path().join("out");
+    let receipt = m.dir.path().join("receipt.json");
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"decrypt",
+                &url,
+                &out_dir,
+                &"--passfile",
+                &m.pass,
+                &"--expect",
+                &man,
+                &"--receipt",
+                &receipt,
+            ],
+        ),
+        0,
+    );
+    same_tree(&out_dir, &m.plain);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    assert_eq!(r["cipherdir"], url);
+
+    // Unpinned, into a non-empty OUTDIR: refused without --force (5), then written.
+    let err = code(
+        &ccm(
+            &bin,
+            &s3,
+            &[&"decrypt", &url, &out_dir, &"--passfile", &m.pass],
+        ),
+        5,
+    );
+    assert!(err.contains("--force"), "{err}");
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"decrypt",
+                &url,
+                &out_dir,
+                &"--passfile",
+                &m.pass,
+                &"--force",
+            ],
+        ),
+        0,
+    );
+    same_tree(&out_dir, &m.plain);
+
+    // Another model's pin: refused, nothing written.
+    let other = m.dir.path().join("other");
+    std::fs::write(&other, format!("sha256:{}", "ab".repeat(32))).unwrap();
+    let out_dir2 = m.dir.path().join("out2");
+    let pin = format!("sha256:{}", "ab".repeat(32));
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"decrypt",
+                &url,
+                &out_dir2,
+                &"--passfile",
+                &m.pass,
+                &"--expect",
+                &pin,
+            ],
+        ),
+        26,
+    );
+    assert!(!out_dir2.exists() || std::fs::read_dir(&out_dir2).unwrap().next().is_none());
+}
+
+#[test]
+fn listing_pages_through_directories_of_thousands_of_entries() {
+    let (bin, s3) = setup!();
+    // 1500 files in one directory: two listing pages of 1000 keys.
+    let m = model(72, |plain| {
+        let d = plain.join("many");
+        std::fs::create_dir(&d).unwrap();
+        for i in 0..1500 {
+            std::fs::write(
+                d.join(format!("shard-{i:05}.json")),
+                format!("{{\"i\":{i}}}"),
+            )
+            .unwrap();
+        }
+    });
+    s3.upload(&m.cipher, "models", "many");
+    assert!(s3.keys("models", "many").len() > 1500);
+    let out_dir = m.dir.path().join("out");
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"decrypt",
+                &"s3://models/many",
+                &out_dir,
+                &"--passfile",
+                &m.pass,
+            ],
+        ),
+        0,
+    );
+    same_tree(&out_dir, &m.plain);
+}
+
+#[test]
+fn the_host_editing_the_bucket_is_refused_with_its_exit_code() {
+    let (bin, s3) = setup!();
+    let m = model(73, |_| {});
+    s3.upload(&m.cipher, "models", "t");
+    let url = "s3://models/t";
+    // Wrong password: 12.
+    let wrong = m.dir.path().join("wrong");
+    std::fs::write(&wrong, b"not the password\n").unwrap();
+    code(
+        &ccm(&bin, &s3, &[&"verify", &url, &"--passfile", &wrong]),
+        12,
+    );
+    // A flipped bit in the big file's block 100: 26, naming file and block; decrypt does
+    // not write that file.
+    let (big_key, _) = s3
+        .keys("models", "t")
+        .into_iter()
+        .find(|(_, size)| *size > 1_000_000)
+        .unwrap();
+    s3.admin(
+        "flip",
+        &[&"models", &big_key, &(18 + 100 * 4128 + 40).to_string()],
+    );
+    let err = code(
+        &ccm(&bin, &s3, &[&"verify", &url, &"--passfile", &m.pass]),
+        26,
+    );
+    let out = ccm(&bin, &s3, &[&"verify", &url, &"--passfile", &m.pass]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("big.bin") && stdout.contains("block 100"),
+        "{stdout}{err}"
+    );
+    let out_dir = m.dir.path().join("out");
+    let err = code(
+        &ccm(
+            &bin,
+            &s3,
+            &[&"decrypt", &url, &out_dir, &"--passfile", &m.pass],
+        ),
+        26,
+    );
+    assert!(
+        err.contains("big.bin") && err.contains("block 100"),
+        "{err}"
+    );
+    assert!(!out_dir.join("big.bin").exists());
+    assert!(
+        !std::fs::read_dir(&out_dir).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".ccmount-")),
+        "a temporary file was left"
+    );
+    // A file stored the way s3fs/ossfs store a symlink (mode metadata): refused by name.
+    let (small_key, _) = s3
+        .keys("models", "t")
+        .into_iter()
+        .find(|(k, size)| *size > 100 && *size < 1000 && !k.contains("gocryptfs"))
+        .unwrap();
+    // Its content stays the cipher file's (sizes check out); only the metadata says link.
+    let body = m.cipher.join(small_key.strip_prefix("t/").unwrap());
+    s3.admin(
+        "put",
+        &[&"models", &small_key, &body, &(0o120_777).to_string()],
+    );
+    let err = code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"decrypt",
+                &url,
+                &m.dir.path().join("o2"),
+                &"--passfile",
+                &m.pass,
+            ],
+        ),
+        26,
+    );
+    assert!(err.contains("symlink"), "{err}");
+    // A deleted diriv: the directory's names cannot be read: 26.
+    let (diriv, _) = s3
+        .keys("models", "t")
+        .into_iter()
+        .find(|(k, _)| k.ends_with("/gocryptfs.diriv") && k.matches('/').count() > 2)
+        .unwrap();
+    s3.admin("rm", &[&"models", &diriv]);
+    let err = code(
+        &ccm(&bin, &s3, &[&"verify", &url, &"--passfile", &m.pass]),
+        26,
+    );
+    let _ = err;
+}
+
+#[test]
+fn storage_failures_have_their_own_exit_codes() {
+    let (bin, s3) = setup!();
+    let m = model(74, |_| {});
+    s3.upload(&m.cipher, "models", "f");
+    // Right and wrong secret on a server that checks signatures (tree at the bucket's root,
+    // see e2e::s3): 0, then 61 without echoing the secret.
+    let auth = S3Server::start_authenticated();
+    auth.make_bucket("signed-model");
+    auth.upload(&m.cipher, "signed-model", "");
+    code(
+        &ccm(
+            &bin,
+            &auth,
+            &[&"verify", &"s3://signed-model", &"--passfile", &m.pass],
+        ),
+        0,
+    );
+    let mut cmd = Command::new(&bin);
+    auth.env(&mut cmd);
+    cmd.env("AWS_SECRET_ACCESS_KEY", "wrong-secret-value-123")
+        .args(auth.flags())
+        .args(["verify", "s3://signed-model", "--passfile"])
+        .arg(&m.pass);
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(120));
+    let err = code(&out, 61);
+    assert!(!err.contains("wrong-secret-value-123"), "{err}");
+    // No such bucket, no such prefix: 62.
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[&"verify", &"s3://nosuchbucket/f", &"--passfile", &m.pass],
+        ),
+        62,
+    );
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"decrypt",
+                &"s3://models/nothing",
+                &m.dir.path().join("o"),
+                &"--passfile",
+                &m.pass,
+            ],
+        ),
+        62,
+    );
+    code(&ccm(&bin, &s3, &[&"info", &"s3://models/nothing"]), 62);
+    // Nothing listens: 60 within the deadline.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new(&bin);
+    s3.env(&mut cmd);
+    cmd.args([
+        "--s3-endpoint",
+        &format!("http://127.0.0.1:{port}"),
+        "--s3-allow-http",
+        "--timeout",
+        "3s",
+    ])
+    .args(["verify", "s3://models/f", "--passfile"])
+    .arg(&m.pass);
+    code(&run_with_timeout(&mut cmd, Duration::from_secs(60)), 60);
+    // Plain HTTP without the flag, and a malformed location: 2, before any request.
+    let mut cmd = Command::new(&bin);
+    s3.env(&mut cmd);
+    cmd.args(["--s3-endpoint", &s3.endpoint, "info", "s3://models/f"]);
+    let err = code(&run_with_timeout(&mut cmd, Duration::from_secs(60)), 2);
+    assert!(err.contains("--s3-allow-http"), "{err}");
+    code(&ccm(&bin, &s3, &[&"info", &"s3://models/../etc"]), 2);
+    code(&ccm(&bin, &s3, &[&"info", &"s3://Models/x"]), 2);
+}
+
+#[test]
+fn encrypt_writes_a_tree_into_the_bucket_that_the_real_gocryptfs_checks_and_mounts() {
+    let (bin, s3) = setup!();
+    let d = tempfile::tempdir().unwrap();
+    let plain = d.path().join("plain");
+    std::fs::create_dir(&plain).unwrap();
+    tree::generate(
+        &plain,
+        75,
+        tree::TreeOpts {
+            random_files: 6,
+            sparse: false,
+            ..tree::TreeOpts::default()
+        },
+    );
+    std::fs::remove_dir_all(plain.join("links")).unwrap();
+    let pass = d.path().join("pass");
+    std::fs::write(&pass, PASSWORD).unwrap();
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"encrypt",
+                &plain,
+                &"s3://models/owner/v1",
+                &"--passfile",
+                &pass,
+                &"--scryptn",
+                &"10",
+            ],
+        ),
+        0,
+    );
+    // Never merged into an existing tree.
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"encrypt",
+                &plain,
+                &"s3://models/owner/v1",
+                &"--passfile",
+                &pass,
+                &"--scryptn",
+                &"10",
+            ],
+        ),
+        5,
+    );
+    let dl = d.path().join("dl");
+    s3.download("models", "owner/v1", &dl);
+    let (rc, out) = gocryptfs::fsck(&dl, &pass);
+    assert_eq!(rc, 0, "{out}");
+    let mnt = d.path().join("mnt");
+    let m = Mount::new(&dl, &mnt, Some(&pass), &["-ro"]);
+    same_tree(m.path(), &plain);
+    m.unmount();
+    // And ccmount reads it back from the bucket.
+    let out_dir = d.path().join("out");
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"decrypt",
+                &"s3://models/owner/v1",
+                &out_dir,
+                &"--passfile",
+                &pass,
+            ],
+        ),
+        0,
+    );
+    same_tree(&out_dir, &plain);
+    // A symlink cannot go into a bucket: refused by name, nothing uploaded.
+    std::os::unix::fs::symlink("edge/size1", plain.join("link")).unwrap();
+    let err = code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"encrypt",
+                &plain,
+                &"s3://models/owner/v2",
+                &"--passfile",
+                &pass,
+                &"--scryptn",
+                &"10",
+            ],
+        ),
+        26,
+    );
+    assert!(err.contains("symlink"), "{err}");
+}
+
+#[test]
+fn pai_eas_flow_password_and_storage_credentials_from_one_attestation() {
+    skip_unless!(gocryptfs::skip_reason());
+    skip_unless!(e2e::s3::skip_reason());
+    let Some(bin) = ccmount_bin() else { return };
+    // Signatures checked: the decrypt works only with the credentials from the KBS.
+    let s3 = S3Server::start_authenticated();
+    s3.make_bucket("pai-model");
+    let m = model(76, |_| {});
+    s3.upload(&m.cipher, "pai-model", "");
+    let kbs = test_kbs::TestKbs::start(
+        test_kbs::KbsConfig::default()
+            .with_resource("default/aliyun/model-decryption-key", PASSWORD.to_vec())
+            .with_resource("default/aliyun/oss-credentials", s3.credentials_json())
+            .with_policy(test_kbs::Policy::allow_all()),
+    )
+    .unwrap();
+    let ca = m.dir.path().join("ca.pem");
+    kbs.write_ca(&ca).unwrap();
+    let out_dir = m.dir.path().join("out");
+    let mut cmd = Command::new(&bin);
+    // No storage credentials in the environment: only the KBS has them.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(s3.flags())
+        .args(["--kbs-url", &kbs.url(), "--kbs-cert"])
+        .arg(&ca)
+        .args(["--tee", "sample", "--timeout", "30s"])
+        .args(["decrypt", "s3://pai-model"])
+        .arg(&out_dir)
+        .args([
+            "--key",
+            "kbs:///default/aliyun/model-decryption-key",
+            "--s3-credentials",
+            "kbs:///default/aliyun/oss-credentials",
+        ]);
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(300));
+    code(&out, 0);
+    same_tree(&out_dir, &m.plain);
+    assert_eq!(kbs.request_count(test_kbs::Endpoint::Auth), 1);
+    assert_eq!(kbs.request_count(test_kbs::Endpoint::Resource), 2);
+}
+
+/// An object replaced after the listing: the read is pinned to the listed ETag, so the
+/// file fails (never mixed content), with the changed-object error.
+#[test]
+fn an_object_replaced_after_listing_is_never_read() {
+    skip_unless!(gocryptfs::skip_reason());
+    skip_unless!(e2e::s3::skip_reason());
+    let s3 = S3Server::start();
+    s3.make_bucket("models");
+    let m = model(77, |_| {});
+    s3.upload(&m.cipher, "models", "c");
+    // The library's own view: list and open first, then the host swaps an object.
+    // SAFETY of the env: tests in this binary that read AWS_* pass it to children only.
+    let creds = s3_source::Credentials::from_json(&s3.credentials_json()).unwrap();
+    let opts = s3_source::S3Options {
+        endpoint: Some(s3.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        allow_http: true,
+        credentials: Some(creds),
+        ..s3_source::S3Options::default()
+    };
+    let bucket =
+        s3_source::Bucket::connect(s3_source::S3Location::parse("s3://models/c").unwrap(), opts)
+            .unwrap();
+    let key = gocryptfs_format::KeySource::password_from_passfile(PASSWORD).unwrap();
+    let tree = s3_source::RemoteTree::open(bucket, key, &e2e::corpus::gocryptfs_opts()).unwrap();
+    let (i, f) = tree
+        .files
+        .iter()
+        .enumerate()
+        .find(|(_, f)| f.plain.ends_with("big.bin"))
+        .unwrap();
+    let local = std::fs::read(m.cipher.join(&f.key)).unwrap();
+    let mut swapped = local.clone();
+    swapped[18 + 4128 * 3] ^= 1;
+    let body = m.dir.path().join("swapped");
+    std::fs::write(&body, &swapped).unwrap();
+    s3.admin("put", &[&"models", &format!("c/{}", f.key), &body]);
+    let mut got = Vec::new();
+    tree.stream(&[i], |ev| -> Result<(), ()> {
+        got.push(ev);
+        Ok(())
+    })
+    .unwrap();
+    assert!(
+        matches!(
+            got.last(),
+            Some(s3_source::FileEvent::Failed {
+                error: s3_source::S3Error::Changed { .. },
+                ..
+            })
+        ),
+        "{got:?}"
+    );
+    assert!(
+        !got.iter()
+            .any(|e| matches!(e, s3_source::FileEvent::Data(_)))
+    );
+}
