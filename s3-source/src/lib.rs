@@ -34,3 +34,6 @@ pub use store::Bucket;
 pub use stream::{Chunk, FileEvent};
 pub use tree::{Problem, RemoteFile, RemoteTree};
 pub use upload::UploadSummary;
+
+#[doc(hidden)]
+pub mod internal;

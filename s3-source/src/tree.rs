@@ -67,7 +67,7 @@ pub struct Problem {
 }
 
 #[derive(Debug, Default)]
-struct DirNode {
+pub(crate) struct DirNode {
     /// Names in this directory: `Some(index into listing)` for an object, `None` for a
     /// subdirectory (a key prefix).
     names: BTreeMap<String, Option<usize>>,
@@ -356,7 +356,7 @@ fn plain_size(dir: &CipherDir, size: u64) -> Result<u64, CorruptError> {
 
 /// Groups listed keys into directories. A name that is both an object and a key prefix,
 /// or a key with an empty segment, is refused: no local tree can look like that.
-fn build_dirs(listed: &[Listed]) -> Result<BTreeMap<String, DirNode>, S3Error> {
+pub(crate) fn build_dirs(listed: &[Listed]) -> Result<BTreeMap<String, DirNode>, S3Error> {
     let mut dirs: BTreeMap<String, DirNode> = BTreeMap::new();
     dirs.insert(String::new(), DirNode::default());
     for (i, l) in listed.iter().enumerate() {

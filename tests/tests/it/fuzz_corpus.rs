@@ -47,6 +47,12 @@ fn bodies() -> BTreeMap<&'static str, Body> {
         ("resource_uri", a::resource_uri),
         ("token_claims", a::token_claims),
         ("sealed_secret", a::sealed_secret),
+        ("s3_location", s3_source::internal::fuzzing::s3_location),
+        (
+            "storage_credentials",
+            s3_source::internal::fuzzing::storage_credentials,
+        ),
+        ("listing_keys", s3_source::internal::fuzzing::listing_keys),
     ])
 }
 

@@ -1,0 +1,70 @@
+# Object-storage suite: a gocryptfs tree in an S3-compatible bucket, read three ways into
+# tmpfs, side by side in one run:
+#   limit      a plain parallel download of the ciphertext (boto3, 16 files at once, large
+#              files in parallel ranged GETs; nothing decrypted): the server's ceiling
+#   ours       ccmount decrypt s3://BUCKET/PREFIX OUT (ranged GETs in flight, decrypted as
+#              they arrive)
+#   s3fs       what users run today: s3fs (Debian) + gocryptfs on top + cp -a
+# and the peak RSS of `ccmount decrypt` at the default concurrency.
+#
+# The server is moto's server mode (Python, one process; `scripts/setup.sh` installs it),
+# started here on 127.0.0.1: it caps every reader, so `limit` is its ceiling, not S3's.
+#
+# Environment: BENCH_DIR (default /dev/shm/ccmount-bench-s3, tmpfs), SIZE_MIB (512), RUNS (3),
+# BIN_DIR (use the binaries there instead of building release ones).
+
+suite_main() {
+  local dir=${BENCH_DIR:-/dev/shm/ccmount-bench-s3} size=${SIZE_MIB:-512} runs=${RUNS:-3}
+  need_tools s3 gocryptfs fusermount3 s3fs moto_server python3
+  local bin_dir=${BIN_DIR:-}
+  if [[ -z "$bin_dir" ]]; then
+    build_release
+    bin_dir=$PWD/target/release
+  fi
+  local cc=$bin_dir/ccmount bench=$bin_dir/ccmount-bench admin=$PWD/tests/tools/s3_admin.py
+  echo "# binaries from $bin_dir" >&2
+  new_gocryptfs_tree "$dir"
+  local port pid
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  pid=$!
+  trap 'unmount_quiet "'"$dir"'/mnt"; unmount_quiet "'"$dir"'/s3mnt"; kill '"$pid"' 2>/dev/null; rm -rf "'"$dir"'"' EXIT
+  local ep=http://127.0.0.1:$port i
+  for ((i = 0; i < 100; i++)); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
+    sleep 0.1
+  done
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+  echo "# $(nproc) CPUs, $(awk '{print $1}' /proc/loadavg) load; moto_server $(python3 -c 'import moto; print(moto.__version__)') on $ep" >&2
+  local gen bytes
+  gen=$("$bench" gen "$dir/mnt" "$size")
+  unmount_quiet "$dir/mnt"
+  bytes=$(sed -n 's/.*bytes=\([0-9]*\).*/\1/p' <<<"$gen")
+  echo "# $gen" >&2
+  python3 "$admin" mb "$ep" bench
+  echo "# uploaded $(python3 "$admin" upload "$ep" "$dir/cipher" bench model) objects" >&2
+  printf 'bench:bench\n' >"$dir/s3pass"
+  chmod 600 "$dir/s3pass"
+  mkdir -p "$dir/s3mnt"
+
+  local -a lim ours s3f rss
+  local w c
+  for ((i = 1; i <= runs; i++)); do
+    echo "# run $i/$runs" >&2
+    read -r w c < <(time_cmd python3 "$admin" download "$ep" bench model "$dir/dl")
+    [[ -f "$dir/dl/gocryptfs.conf" ]] || { echo "download failed" >&2; exit 1; }
+    lim+=("$(mbps "$bytes" "$w")"); rm -rf "$dir/dl"
+    read -r w c < <(time_cmd "$cc" decrypt -q --passfile "$dir/pass" --s3-endpoint "$ep" --s3-allow-http s3://bench/model "$dir/out")
+    [[ -f "$dir/out/config.json" ]] || { echo "ccmount decrypt failed" >&2; exit 1; }
+    ours+=("$(mbps "$bytes" "$w")"); rm -rf "$dir/out"
+    read -r w c < <(time_cmd bash -c "s3fs bench:/model '$dir/s3mnt' -o url=$ep -o use_path_request_style -o passwd_file='$dir/s3pass' -o ro && gocryptfs -q -ro -passfile '$dir/pass' '$dir/s3mnt' '$dir/mnt' && cp -a '$dir/mnt/.' '$dir/out' && fusermount3 -u '$dir/mnt' && fusermount3 -u '$dir/s3mnt'")
+    [[ -f "$dir/out/config.json" ]] || { echo "s3fs + gocryptfs + cp -a failed" >&2; exit 1; }
+    s3f+=("$(mbps "$bytes" "$w")"); rm -rf "$dir/out"; unmount_quiet "$dir/mnt"; unmount_quiet "$dir/s3mnt"
+    rss+=("$(/usr/bin/time -f %M "$cc" decrypt -q --passfile "$dir/pass" --s3-endpoint "$ep" --s3-allow-http s3://bench/model "$dir/out" 2>&1 >/dev/null | tail -1 | awk '{printf "%.0f", $1 / 1024}')")
+    rm -rf "$dir/out"
+  done
+  print_metric decrypt_vs_plain_download "$(median "${ours[@]}")" "$(median "${lim[@]}")" download
+  print_metric decrypt_vs_s3fs_gocryptfs_cp "$(median "${ours[@]}")" "$(median "${s3f[@]}")" s3fs_gocryptfs
+  echo "metric=decrypt_peak_rss_mib ours=$(median "${rss[@]}") limit=256"
+  echo "# runs: ours=${ours[*]} download=${lim[*]} s3fs=${s3f[*]} MB/s; rss=${rss[*]} MiB"
+}
