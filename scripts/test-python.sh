@@ -6,7 +6,12 @@
 #
 # Also holds the python crate (excluded from the workspace, python/Cargo.toml says why) to
 # the workspace's gates: cargo fmt, clippy -D warnings, its own Cargo.lock (--locked).
+#
+#   scripts/test-python.sh [--install-only]   (--install-only: venv + wheel, no checks; the
+#                                              bench suite tests/bench/suites/python.sh uses it)
 set -euo pipefail
+install_only=0
+[ "${1:-}" = "--install-only" ] && install_only=1
 cd "$(dirname "$0")/.."
 
 target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
@@ -31,6 +36,13 @@ else
   say "installed the pinned test tools into $venv"
 fi
 export PATH="$venv/bin:$PATH"
+
+if ((install_only)); then
+  CARGO_TARGET_DIR=$target_dir/python timeout 900 "$venv/bin/python" -m pip install \
+    --disable-pip-version-check -q --no-build-isolation --no-deps --force-reinstall ./python
+  say "installed ccmount into $venv"
+  exit 0
+fi
 
 # 2. The crate's own gates (its lock must be current: CI never updates it).
 cargo fmt --manifest-path python/Cargo.toml --check

@@ -8,6 +8,7 @@
 //! overflow); a tensor costs only the cipher blocks under its byte range, decrypted in
 //! 1 MiB pieces by rayon with the GIL released, into a `bytearray` the array then owns.
 
+use std::mem::MaybeUninit;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
 use rayon::prelude::*;
 
+use crate::alloc::{cleared, filled_bytearray};
 use crate::dir::Opened;
 use crate::errors::{Failure, Result};
 
@@ -39,30 +41,54 @@ fn read_exact(file: &CipherFile, offset: u64, buf: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
-/// Decrypts `buf.len()` bytes at `offset` into `buf`, split at 1 MiB piece boundaries and
-/// spread over rayon's pool (small reads stay on the calling thread). The first failing
-/// block fails the whole read; `buf` is then zeroed so no partial plaintext survives in it.
-pub(crate) fn read_parallel(file: &CipherFile, offset: u64, buf: &mut [u8]) -> Result<()> {
+/// Runs `f(offset, piece)` over `buf` split at 1 MiB piece boundaries of the file, on rayon's
+/// pool (a buffer of one piece or less stays on the calling thread). The first piece runs to
+/// the next boundary, so that every later one is a whole run of blocks (one `pread`, no
+/// partial blocks).
+fn for_each_piece<T: Send>(
+    offset: u64,
+    buf: &mut [T],
+    f: impl Fn(u64, &mut [T]) -> Result<()> + Sync,
+) -> Result<()> {
     let len = buf.len() as u64;
-    let r = if len <= PIECE {
-        read_exact(file, offset, buf)
-    } else {
-        // The first piece runs to the next piece boundary, so that every later piece is one
-        // whole run of blocks (one pread, no partial blocks).
-        let head = (PIECE - offset % PIECE).min(len) as usize;
-        let (first, rest) = buf.split_at_mut(head);
-        let mut jobs: Vec<(u64, &mut [u8])> = vec![(offset, first)];
-        let mut at = offset + head as u64;
-        for chunk in rest.chunks_mut(PIECE as usize) {
-            let n = chunk.len() as u64;
-            jobs.push((at, chunk));
-            at += n;
-        }
-        jobs.into_par_iter()
-            .try_for_each(|(off, chunk)| read_exact(file, off, chunk))
-    };
+    if len <= PIECE {
+        return f(offset, buf);
+    }
+    let head = (PIECE - offset % PIECE).min(len) as usize;
+    let (first, rest) = buf.split_at_mut(head);
+    let mut jobs: Vec<(u64, &mut [T])> = vec![(offset, first)];
+    let mut at = offset + head as u64;
+    for chunk in rest.chunks_mut(PIECE as usize) {
+        let n = chunk.len() as u64;
+        jobs.push((at, chunk));
+        at += n;
+    }
+    jobs.into_par_iter()
+        .try_for_each(|(off, chunk)| f(off, chunk))
+}
+
+/// Decrypts `buf.len()` bytes at `offset` into `buf`, in parallel. The first failing block
+/// fails the whole read; `buf` is then zeroed so no partial plaintext survives in it.
+pub(crate) fn read_parallel(file: &CipherFile, offset: u64, buf: &mut [u8]) -> Result<()> {
+    let r = for_each_piece(offset, buf, |off, chunk| read_exact(file, off, chunk));
     if r.is_err() {
         buf.fill(0);
+    }
+    r
+}
+
+/// [`read_parallel`] into storage that may be uninitialised (`alloc::filled_bytearray`):
+/// each piece is cleared by the worker that decrypts it, right before.
+pub(crate) fn read_parallel_uninit(
+    file: &CipherFile,
+    offset: u64,
+    buf: &mut [MaybeUninit<u8>],
+) -> Result<()> {
+    let r = for_each_piece(offset, buf, |off, chunk| {
+        read_exact(file, off, cleared(chunk))
+    });
+    if r.is_err() {
+        cleared(buf);
     }
     r
 }
@@ -133,12 +159,7 @@ impl NativeFile {
         }
         let len = usize::try_from(end - begin)
             .map_err(|_| Failure::Usage("the range is too large for this machine".into()))?;
-        // The bytearray is new and not yet visible to any Python code, so no other thread can
-        // touch it while the GIL is released.
-        PyByteArray::new_with(py, len, |buf| {
-            py.detach(|| read_parallel(&self.file, begin, buf))
-                .map_err(PyErr::from)
-        })
+        filled_bytearray(py, len, |buf| read_parallel_uninit(&self.file, begin, buf))
     }
 
     /// Reads and checks the safetensors header: returns `(tensors, metadata)`, tensors as

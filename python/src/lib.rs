@@ -5,10 +5,12 @@
 //! Built by maturin (`pip install ./python`); the Python API (`ccmount.open_dir`,
 //! `Dir.safe_open`, mirroring `safetensors.safe_open`) lives in `python/ccmount/`, this crate
 //! only exposes the pieces it needs: `Dir` (`dir.rs`), `File` (`file.rs`), key sources
-//! (`keys.rs`) and the exception mapping (`errors.rs`). The format is the workspace's
+//! (`keys.rs`), the exception mapping (`errors.rs`) and the output buffers (`alloc.rs`, the
+//! crate's only `unsafe`). The format is the workspace's
 //! `gocryptfs-format` crate, the header parser `gpu_loader::safetensors`, the KBS client
 //! `attest`: nothing of the format is implemented here. `docs/python.md` is the user guide.
 
+mod alloc;
 mod dir;
 mod errors;
 mod file;
