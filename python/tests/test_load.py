@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -245,3 +246,39 @@ def test_closed_dir(tmp_path, make_tree, passfile):
         d.read("a")
     # A file opened before keeps working until it is closed.
     assert bytes(f.read_at(0, 1)) == b"x"
+
+
+def test_the_gil_is_released_while_decrypting(tmp_path, make_tree, passfile):
+    # A pure-Python thread timestamps its ticks while the main thread decrypts a 128 MiB
+    # tensor. Had the call held the GIL, that thread could run only at the call's edges (at
+    # most one 5 ms switch interval each), never in the middle third of a call lasting longer
+    # than 30 ms.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    save_numpy(plain / "m.safetensors", {"w": np.ones((32, 1 << 20), dtype=np.float32)})
+    cipher = make_tree(plain, "ccmount")
+    with ccmount.open_dir(cipher, passfile=passfile) as d, d.safe_open("m.safetensors") as f:
+        f.get_raw("w")  # warm the caches and the thread pool
+        stop, ticks = threading.Event(), []
+
+        def count():
+            while not stop.is_set():
+                ticks.append(time.perf_counter())
+                del ticks[:-100_000]
+
+        th = threading.Thread(target=count)
+        th.start()
+        try:
+            seen = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                f.get_raw("w")
+                t1 = time.perf_counter()
+                lo, hi = t0 + (t1 - t0) / 3, t1 - (t1 - t0) / 3
+                seen.append((t1 - t0, sum(lo < t < hi for t in list(ticks))))
+        finally:
+            stop.set()
+            th.join(timeout=30)
+    long_calls = [n for dt, n in seen if dt > 0.03]
+    assert long_calls, f"every call took under 30 ms: {seen}"
+    assert max(long_calls) > 0, seen
