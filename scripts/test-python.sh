@@ -48,9 +48,15 @@ fi
 cargo fmt --manifest-path python/Cargo.toml --check
 cargo metadata --locked --format-version 1 --manifest-path python/Cargo.toml >/dev/null
 
-# 3. The binaries the tests drive (a no-op after `cargo nextest run --workspace`).
-cargo build --locked -q -p ccmount -p test-kbs
+# 3. The binaries the tests drive: the ones `cargo nextest run --workspace` just built (in CI,
+# scripts/test.sh runs it first; rebuilding them in the dev profile would only churn), else
+# built here.
 export CCMOUNT_BIN=$target_dir/debug/ccmount TEST_KBS_BIN=$target_dir/debug/test-kbs
+if [ -x "$CCMOUNT_BIN" ] && [ -x "$TEST_KBS_BIN" ]; then
+  say "using $CCMOUNT_BIN and $TEST_KBS_BIN ($(date -r "$CCMOUNT_BIN" -u +%FT%TZ))"
+else
+  cargo build --locked -q -p ccmount -p test-kbs
+fi
 
 # 4. The wheel, the way a user installs it. --no-build-isolation: the pinned maturin of the
 # venv builds it (no second download); the release build lives in target/python.
