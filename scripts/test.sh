@@ -24,6 +24,9 @@ cargo test --workspace --doc --locked
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 
+step "python package: wheel (maturin), pip install ./python, pytest"
+scripts/test-python.sh # issue 20; python/ is outside the workspace (python/Cargo.toml)
+
 scripts/test-deploy.sh # deploy: image, Kubernetes manifests, host units, CI workflow (issue 7)
 
 step "release: two reproducible builds compared, SBOMs, the Debian package installed"
