@@ -120,7 +120,7 @@ pub(crate) struct GlobalArgs {
     /// Path-style requests (host/bucket); the default for an IP or localhost endpoint.
     #[arg(long, global = true, help_heading = "Object storage (s3://)")]
     pub(crate) s3_path_style: bool,
-    /// Ranged GETs in flight (1..=256, default 16); memory is about 2 x 4 MiB per request.
+    /// Ranged GETs in flight (1..=256, default 8); memory is about 2 x the chunk size per request.
     #[arg(
         long,
         global = true,
@@ -128,6 +128,9 @@ pub(crate) struct GlobalArgs {
         help_heading = "Object storage (s3://)"
     )]
     pub(crate) s3_concurrency: Option<usize>,
+    /// Bytes of ciphertext per ranged GET, e.g. 16MiB (default 8MiB; 64KiB..=64MiB).
+    #[arg(long, global = true, value_name = "SIZE", help_heading = "Object storage (s3://)")]
+    pub(crate) s3_chunk_size: Option<String>,
     /// Accept a plain-HTTP endpoint (a local test server): requests and data travel
     /// unprotected (the data stays encrypted and authenticated).
     #[arg(long, global = true, help_heading = "Object storage (s3://)")]

@@ -46,6 +46,17 @@ pub(crate) fn options(g: &GlobalArgs) -> Result<S3Options> {
     if let Some(n) = g.s3_concurrency {
         o.concurrency = n;
     }
+    if let Some(c) = &g.s3_chunk_size {
+        let n = crate::policy::parse_size(c)
+            .map_err(|e| coded(Exit::Usage, format!("--s3-chunk-size {c}: {e}")))?;
+        if !(64 << 10..=64 << 20).contains(&n) {
+            return Err(coded(
+                Exit::Usage,
+                format!("--s3-chunk-size {c}: must be between 64KiB and 64MiB"),
+            ));
+        }
+        o.chunk = n;
+    }
     if let Some(t) = g.timeout {
         o.deadline = t;
     }
