@@ -129,7 +129,12 @@ pub(crate) struct GlobalArgs {
     )]
     pub(crate) s3_concurrency: Option<usize>,
     /// Bytes of ciphertext per ranged GET, e.g. 16MiB (default 8MiB; 64KiB..=64MiB).
-    #[arg(long, global = true, value_name = "SIZE", help_heading = "Object storage (s3://)")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "SIZE",
+        help_heading = "Object storage (s3://)"
+    )]
     pub(crate) s3_chunk_size: Option<String>,
     /// Accept a plain-HTTP endpoint (a local test server): requests and data travel
     /// unprotected (the data stays encrypted and authenticated).
