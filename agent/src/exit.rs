@@ -267,6 +267,12 @@ fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     if let Some(e) = cause.downcast_ref::<s3_source::S3Error>() {
         use s3_source::S3Error as E;
         return match e {
+            E::PlainHttp { .. } => {
+                Some("use https, or add --s3-allow-http for a local test server")
+            }
+            E::CredentialsInUrl => Some(
+                "give credentials with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --s3-credentials",
+            ),
             E::Unreachable { .. } => Some(
                 "check --s3-endpoint (or AWS_ENDPOINT_URL) and the network; raise --timeout if the server is slow",
             ),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use gocryptfs_format::decrypt::{OutDir, OutFile};
 use gocryptfs_format::manifest::{EntryKind, Manifest};
-use gocryptfs_format::verify::{FileRecord, Finding, Mode, Report};
+use gocryptfs_format::verify::{FileRecord, Finding, Report};
 use gocryptfs_format::{CorruptError, Error, FileId, Progress};
 use sha2::{Digest as _, Sha256};
 
@@ -47,12 +47,7 @@ impl RemoteTree {
     /// [`S3Error`] other than [`S3Error::Format`].
     pub fn verify(&self, hash: bool, progress: &dyn Progress) -> Result<Report, S3Error> {
         let dir = self.cipher_dir();
-        let mut report = Report::new(Mode::Key, dir.root());
-        report.layout = Some(dir.layout());
-        report.feature_flags = dir
-            .config()
-            .map(|c| c.flags.iter().map(|f| f.name().to_owned()).collect())
-            .unwrap_or_default();
+        let mut report = Report::keyed(dir);
         for p in &self.problems {
             report.findings.push(Finding::from_error(
                 p.plain.clone(),

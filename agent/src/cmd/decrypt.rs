@@ -76,21 +76,8 @@ pub(crate) fn run(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
     }
     .with_context(|| format!("decrypting into {}", a.outdir.display()));
     bar.finish();
-    if let Some(sig) = crate::interrupt::received() {
-        // Files in progress removed their own temporary files; sweep in case.
-        let _ = sweep_temp_files_in(&a.outdir);
-        let code = if sig == 2 {
-            Exit::Interrupted
-        } else {
-            Exit::Terminated
-        };
-        return Err(coded(
-            code,
-            format!(
-                "interrupted by signal {sig}: {} holds only whole files, no temporary ones; run again (with --force) to finish",
-                a.outdir.display()
-            ),
-        ));
+    if let Some(e) = interrupted(&a.outdir) {
+        return Err(e);
     }
     let summary = summary?;
     for p in summary.problems.iter().take(MAX_PRINTED) {
@@ -183,20 +170,8 @@ fn run_s3(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
     let cancel = crate::interrupt::install();
     let summary = tree.decrypt_into(&a.outdir, a.force, accepted.as_ref(), &bar, Some(cancel));
     bar.finish();
-    if let Some(sig) = crate::interrupt::received() {
-        let _ = sweep_temp_files_in(&a.outdir);
-        let code = if sig == 2 {
-            Exit::Interrupted
-        } else {
-            Exit::Terminated
-        };
-        return Err(coded(
-            code,
-            format!(
-                "interrupted by signal {sig}: {} holds only whole files, no temporary ones; run again (with --force) to finish",
-                a.outdir.display()
-            ),
-        ));
+    if let Some(e) = interrupted(&a.outdir) {
+        return Err(e);
     }
     let summary = summary.with_context(|| {
         format!(
@@ -252,4 +227,23 @@ fn run_s3(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
         .write(path)?;
     }
     Ok(Exit::Ok)
+}
+
+/// After a SIGINT or SIGTERM: the error that reports it (files in progress removed their own
+/// temporary files; swept again in case).
+fn interrupted(outdir: &std::path::Path) -> Option<anyhow::Error> {
+    let sig = crate::interrupt::received()?;
+    let _ = sweep_temp_files_in(outdir);
+    let code = if sig == 2 {
+        Exit::Interrupted
+    } else {
+        Exit::Terminated
+    };
+    Some(coded(
+        code,
+        format!(
+            "interrupted by signal {sig}: {} holds only whole files, no temporary ones; run again (with --force) to finish",
+            outdir.display()
+        ),
+    ))
 }

@@ -18,7 +18,7 @@ use super::{EntryKind, FilePin, Manifest, ManifestEntry, ManifestError, ModelDig
 use crate::Progress;
 use crate::cipherdir::{CipherDir, Entry, FileKind};
 use crate::contentenc::FileId;
-use crate::verify::{Report, Severity, VerifyOptions, verify};
+use crate::verify::{FileRecord, Report, Severity, VerifyOptions, verify};
 use crate::walk::walk;
 
 /// What the tree must be.
@@ -372,6 +372,19 @@ fn corrupt_of(report: &Report) -> Vec<Difference> {
         .collect()
 }
 
+/// What a report says of one regular file (its hash only when the file is clean).
+fn seen_file(r: &FileRecord) -> Seen {
+    Seen::File {
+        size: r.size,
+        sha256: if r.ok {
+            hex32(r.sha256.as_deref())
+        } else {
+            None
+        },
+        file_id: hex16(r.file_id.as_deref()),
+    }
+}
+
 fn observe_report(dir: &CipherDir, report: &Report) -> Observed {
     let files: HashMap<&Path, _> = report.files.iter().map(|f| (f.path.as_path(), f)).collect();
     let targets: HashMap<&Path, &OsString> = report
@@ -385,15 +398,7 @@ fn observe_report(dir: &CipherDir, report: &Report) -> Observed {
         .map(|e| {
             let seen = match e.kind {
                 FileKind::File => match files.get(e.plain_path.as_path()) {
-                    Some(r) => Seen::File {
-                        size: r.size,
-                        sha256: if r.ok {
-                            hex32(r.sha256.as_deref())
-                        } else {
-                            None
-                        },
-                        file_id: hex16(r.file_id.as_deref()),
-                    },
+                    Some(r) => seen_file(r),
                     None => Seen::File {
                         size: e.plain_size,
                         sha256: None,
@@ -412,20 +417,7 @@ fn observe_report(dir: &CipherDir, report: &Report) -> Observed {
     if report.entries.is_empty() {
         // A tree without local metadata (object storage): regular files and directories.
         entries.extend(report.remote_dirs.iter().map(|d| (d.clone(), Seen::Dir)));
-        entries.extend(report.files.iter().map(|r| {
-            (
-                r.path.clone(),
-                Seen::File {
-                    size: r.size,
-                    sha256: if r.ok {
-                        hex32(r.sha256.as_deref())
-                    } else {
-                        None
-                    },
-                    file_id: hex16(r.file_id.as_deref()),
-                },
-            )
-        }));
+        entries.extend(report.files.iter().map(|r| (r.path.clone(), seen_file(r))));
     }
     entries.sort_by(|a, b| sort_key(&a.0).cmp(sort_key(&b.0)));
     Observed {

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::{FileRecord, Finding, FindingKind, Mode, Report, Severity, VerifyOptions};
+use super::{FileRecord, Finding, FindingKind, Report, Severity, VerifyOptions};
 use crate::Progress;
 use crate::cipherdir::{CipherDir, Entry, FileKind};
 use crate::contentenc::{PIECE_BLOCKS, PLAIN_BS, SizeCheck};
@@ -29,12 +29,7 @@ thread_local! {
 /// Verifies every block, name, long name, diriv, symlink and xattr of an open tree.
 #[must_use]
 pub fn verify(dir: &CipherDir, opts: &VerifyOptions, progress: &dyn Progress) -> Report {
-    let mut report = Report::new(Mode::Key, dir.root());
-    report.layout = Some(dir.layout());
-    report.feature_flags = dir
-        .config()
-        .map(|c| c.flags.iter().map(|f| f.name().to_owned()).collect())
-        .unwrap_or_default();
+    let mut report = Report::keyed(dir);
     let tree = match walk(dir) {
         Ok(t) => t,
         Err(e) => {

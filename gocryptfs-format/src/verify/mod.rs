@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::cipherdir::Entry;
+use crate::cipherdir::{CipherDir, Entry};
 use crate::configfile::{Layout, NameLayout};
 use crate::error::{BlockErrorKind, CorruptError, Error};
 
@@ -304,6 +304,18 @@ impl Report {
             symlink_targets: Vec::new(),
             remote_dirs: Vec::new(),
         }
+    }
+
+    /// An empty keyed report about `dir`, with its layout and feature flags.
+    #[must_use]
+    pub fn keyed(dir: &CipherDir) -> Self {
+        let mut report = Report::new(Mode::Key, dir.root());
+        report.layout = Some(dir.layout());
+        report.feature_flags = dir
+            .config()
+            .map(|c| c.flags.iter().map(|f| f.name().to_owned()).collect())
+            .unwrap_or_default();
+        report
     }
 
     /// True when there is no error finding.
