@@ -27,26 +27,78 @@ pub(crate) fn location(p: &Path) -> Result<S3Location> {
     Ok(S3Location::parse(s)?)
 }
 
-/// The storage options of this run, with the credentials resolved (a `kbs:///` source is
-/// fetched now, over the shared attested session).
+/// `[source]` of `--config`: the same settings as the `--s3-*` flags (a flag wins).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourceTable {
+    endpoint: Option<String>,
+    region: Option<String>,
+    /// `"path"` or `"virtual-hosted"`.
+    addressing: Option<String>,
+    concurrency: Option<usize>,
+    chunk_size: Option<String>,
+    allow_http: Option<bool>,
+    credentials: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    source: Option<SourceTable>,
+}
+
+fn source_table(g: &GlobalArgs) -> Result<SourceTable> {
+    let Some(path) = &g.config else {
+        return Ok(SourceTable::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let cfg: ConfigFile = toml::from_str(&text).map_err(|e| {
+        coded(
+            Exit::Usage,
+            format!(
+                "invalid config file {}: {}",
+                path.display(),
+                e.message().replace('\n', " ")
+            ),
+        )
+    })?;
+    Ok(cfg.source.unwrap_or_default())
+}
+
+/// The storage options of this run (flags, then `[source]` of `--config`, then the
+/// environment), with the credentials resolved (a `kbs:///` source is fetched now, over the
+/// shared attested session).
 pub(crate) fn options(g: &GlobalArgs) -> Result<S3Options> {
+    let t = source_table(g)?;
+    let addressing = if g.s3_virtual_hosted {
+        Addressing::VirtualHosted
+    } else if g.s3_path_style {
+        Addressing::Path
+    } else {
+        match t.addressing.as_deref() {
+            None => Addressing::Auto,
+            Some("path") => Addressing::Path,
+            Some("virtual-hosted") => Addressing::VirtualHosted,
+            Some(other) => {
+                return Err(coded(
+                    Exit::Usage,
+                    format!("[source] addressing {other:?}: give \"path\" or \"virtual-hosted\""),
+                ));
+            }
+        }
+    };
     let mut o = S3Options {
-        endpoint: g.s3_endpoint.clone(),
-        region: g.s3_region.clone(),
-        addressing: if g.s3_virtual_hosted {
-            Addressing::VirtualHosted
-        } else if g.s3_path_style {
-            Addressing::Path
-        } else {
-            Addressing::Auto
-        },
-        allow_http: g.s3_allow_http,
+        endpoint: g.s3_endpoint.clone().or(t.endpoint),
+        region: g.s3_region.clone().or(t.region),
+        addressing,
+        allow_http: g.s3_allow_http || t.allow_http.unwrap_or(false),
         ..S3Options::default()
     };
-    if let Some(n) = g.s3_concurrency {
+    if let Some(n) = g.s3_concurrency.or(t.concurrency) {
         o.concurrency = n;
     }
-    if let Some(c) = &g.s3_chunk_size {
+    if let Some(c) = g.s3_chunk_size.as_ref().or(t.chunk_size.as_ref()) {
         let n = crate::policy::parse_size(c)
             .map_err(|e| coded(Exit::Usage, format!("--s3-chunk-size {c}: {e}")))?;
         if !(64 << 10..=64 << 20).contains(&n) {
@@ -62,7 +114,7 @@ pub(crate) fn options(g: &GlobalArgs) -> Result<S3Options> {
     }
     // Refuse bad options before any attestation.
     o.check()?;
-    if let Some(src) = &g.s3_credentials {
+    if let Some(src) = g.s3_credentials.as_ref().or(t.credentials.as_ref()) {
         o.credentials = Some(credentials(src)?);
     }
     Ok(o)

@@ -19,6 +19,7 @@
 
 mod error;
 mod location;
+mod nokey;
 mod ops;
 mod options;
 mod store;

@@ -70,7 +70,7 @@ pub struct Problem {
 pub(crate) struct DirNode {
     /// Names in this directory: `Some(index into listing)` for an object, `None` for a
     /// subdirectory (a key prefix).
-    names: BTreeMap<String, Option<usize>>,
+    pub(crate) names: BTreeMap<String, Option<usize>>,
 }
 
 impl RemoteTree {
@@ -412,7 +412,7 @@ fn dirs_has_child(parent: &str, seg: &str, listed: &[Listed], upto: usize) -> bo
 }
 
 /// Fetches the listed objects `wanted` (dirivs, `.name` files) in parallel.
-fn fetch_small(
+pub(crate) fn fetch_small(
     bucket: &Bucket,
     listed: &[Listed],
     wanted: &[usize],

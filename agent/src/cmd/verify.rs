@@ -22,12 +22,6 @@ use crate::progress::{Bar, chatty, count};
 use crate::receipt::Receipt;
 
 pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
-    if a.no_key && crate::remote::is_s3(&a.cipherdir) {
-        return Err(coded(
-            Exit::Usage,
-            "verify --no-key reads a local cipher directory; for s3:// give the key",
-        ));
-    }
     if a.no_key {
         if a.manifest.is_some() || a.expect.expect.is_some() || a.receipt.receipt.is_some() {
             return Err(coded(
@@ -37,7 +31,14 @@ pub(crate) fn run(g: &GlobalArgs, a: VerifyArgs) -> Result<Exit> {
         }
         // Structure only: no byte count to show progress against.
         let bar = Bar::new("verify", false);
-        let report = verify_no_key(&a.cipherdir, &crate::policy::current(g)?, &bar)?;
+        let policy = crate::policy::current(g)?;
+        let report = if crate::remote::is_s3(&a.cipherdir) {
+            crate::remote::bucket(g, &a.cipherdir)?
+                .verify_no_key(&policy)
+                .with_context(|| format!("checking {}", a.cipherdir.display()))?
+        } else {
+            verify_no_key(&a.cipherdir, &policy, &bar)?
+        };
         bar.finish();
         output(&report, &a, g, None)?;
         return Ok(exit_for(&report));

@@ -143,6 +143,21 @@ fn every_command_reads_a_real_gocryptfs_tree_from_the_bucket() {
     assert_eq!(report["stats"]["files"], local["stats"]["files"]);
     assert_eq!(report["stats"]["bytes"], local["stats"]["bytes"]);
 
+    // Structure only, without the key: the same counts as the local no-key check.
+    let out = ccm(&bin, &s3, &[&"verify", &url, &"--no-key", &"--json"]);
+    code(&out, 0);
+    let nk: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let local_nk = run_with_timeout(
+        Command::new(&bin)
+            .args(["verify", "--no-key", "--json"])
+            .arg(&m.cipher),
+        Duration::from_secs(120),
+    );
+    let local_nk: serde_json::Value = serde_json::from_slice(&local_nk.stdout).unwrap();
+    for k in ["files", "dirs", "bytes", "errors"] {
+        assert_eq!(nk["stats"][k], local_nk["stats"][k], "{k}: {nk}");
+    }
+
     // The manifest of the bucket's tree is the local tree's manifest.
     let man = m.dir.path().join("m.json");
     let out = ccm(
@@ -379,11 +394,22 @@ fn the_host_editing_the_bucket_is_refused_with_its_exit_code() {
         .find(|(k, _)| k.ends_with("/gocryptfs.diriv") && k.matches('/').count() > 2)
         .unwrap();
     s3.admin("rm", &[&"models", &diriv]);
-    let err = code(
+    code(
         &ccm(&bin, &s3, &[&"verify", &url, &"--passfile", &m.pass]),
         26,
     );
-    let _ = err;
+    // The no-key check sees it too.
+    let out = ccm(&bin, &s3, &[&"verify", &url, &"--no-key", &"--json"]);
+    code(&out, 26);
+    let nk: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        nk["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "diriv"),
+        "{nk}"
+    );
 }
 
 #[test]
@@ -437,6 +463,31 @@ fn storage_failures_have_their_own_exit_codes() {
         62,
     );
     code(&ccm(&bin, &s3, &[&"info", &"s3://models/nothing"]), 62);
+    // The same settings from `[source]` of --config instead of flags; a bad value there: 2.
+    let cfg = m.dir.path().join("ccmount.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\nendpoint = \"{}\"\nallow_http = true\nconcurrency = 4\nchunk_size = \"1MiB\"\n",
+            s3.endpoint
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&bin);
+    s3.env(&mut cmd);
+    cmd.arg("--config")
+        .arg(&cfg)
+        .args(["verify", "s3://models/f", "--passfile"])
+        .arg(&m.pass);
+    code(&run_with_timeout(&mut cmd, Duration::from_secs(120)), 0);
+    std::fs::write(&cfg, "[source]\naddressing = \"sideways\"\n").unwrap();
+    let mut cmd = Command::new(&bin);
+    s3.env(&mut cmd);
+    cmd.arg("--config")
+        .arg(&cfg)
+        .args(["info", "s3://models/f"]);
+    let err = code(&run_with_timeout(&mut cmd, Duration::from_secs(60)), 2);
+    assert!(err.contains("addressing"), "{err}");
     // Nothing listens: 60 within the deadline. Port 1 (tcpmux, privileged, never served
     // here): a port freed by a test could be taken by another test's server meanwhile.
     let port = 1;
