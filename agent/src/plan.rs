@@ -138,6 +138,7 @@ impl MountPlan {
     /// # Errors
     /// No key, a malformed `--key`, a bad mount option (exit 2).
     pub(crate) fn from_args(a: &crate::cli::MountArgs) -> Result<Self> {
+        refuse_s3(&a.cipherdir, "mount")?;
         let config = crate::mountopts::config(&a.options, a.threads, a.direct_io)
             .map_err(|m| coded(Exit::Usage, m))?;
         Ok(MountPlan {
@@ -191,4 +192,21 @@ pub(crate) fn under(base: &Path, path: &Path) -> PathBuf {
     } else {
         base.join(path)
     }
+}
+
+/// Refuses an `s3://` CIPHERDIR for a command that reads local trees only (exit 2, before
+/// anything else), instead of reporting a missing directory named `s3:`.
+///
+/// # Errors
+/// The refusal.
+pub(crate) fn refuse_s3(cipherdir: &Path, command: &str) -> Result<()> {
+    if s3_source::S3Location::is_s3(cipherdir.as_os_str()) {
+        return Err(coded(
+            Exit::Usage,
+            format!(
+                "{command} reads a local cipher directory, not yet an s3:// tree; `ccmount decrypt s3://BUCKET/PREFIX OUTDIR` streams one into RAM (info, verify and manifest read it too)"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -58,6 +58,7 @@ fn load_options(g: &GpuArgs, hash: bool) -> Result<LoadOptions> {
 }
 
 pub(crate) fn run(g: &GlobalArgs, a: LoadGpuArgs) -> Result<Exit> {
+    crate::plan::refuse_s3(&a.cipherdir, "load-gpu")?;
     if a.receipt.receipt.is_some() && a.expect.expect.is_none() {
         return Err(coded(
             Exit::Usage,

@@ -319,7 +319,12 @@ fn model_plan(m: &ModelJob, base: &Path) -> Result<ModelPlan> {
     {
         return Err(bad("expect_model and expect_min_version need expect".into()));
     }
-    let cipherdir = under(base, &m.cipherdir);
+    // An s3:// location is not a path below the config's directory.
+    let cipherdir = if s3_source::S3Location::is_s3(m.cipherdir.as_os_str()) {
+        m.cipherdir.clone()
+    } else {
+        under(base, &m.cipherdir)
+    };
     // The mount-only settings, by config key, as given.
     let mount_only = [
         ("options", m.options.is_some()),
@@ -373,6 +378,7 @@ fn mount_plan(
             .map_err(|_| bad(format!("expect_mode {x:?}: use full or structure")))?,
         None => ExpectMode::Full,
     };
+    crate::plan::refuse_s3(&cipherdir, "[model] mount_at")?;
     Ok(ModelPlan::Mount(MountPlan {
         cipherdir,
         mountpoint: under(base, mnt),

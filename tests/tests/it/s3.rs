@@ -618,6 +618,38 @@ fn pai_eas_flow_password_and_storage_credentials_from_one_attestation() {
     same_tree(&out_dir, &m.plain);
     assert_eq!(kbs.request_count(test_kbs::Endpoint::Auth), 1);
     assert_eq!(kbs.request_count(test_kbs::Endpoint::Resource), 2);
+
+    // The same job from a config file: `[model]` with an s3:// cipherdir, `[source]` with
+    // the endpoint and the KBS-held credentials, run by `ccmount secrets --once`.
+    let cfg = m.dir.path().join("ccmount.toml");
+    let job_out = m.dir.path().join("job-out");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[kbs]\nurl = \"{}\"\ncert = \"{}\"\n\n[source]\nendpoint = \"{}\"\nallow_http = true\ncredentials = \"kbs:///default/aliyun/oss-credentials\"\n\n[model]\ncipherdir = \"s3://pai-model\"\nkey = \"kbs:///default/aliyun/model-decryption-key\"\ndecrypt_to = \"{}\"\n",
+            kbs.url(),
+            ca.display(),
+            s3.endpoint,
+            job_out.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&bin);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.arg("--config").arg(&cfg).args([
+        "--tee",
+        "sample",
+        "--timeout",
+        "30s",
+        "secrets",
+        "--once",
+    ]);
+    code(&run_with_timeout(&mut cmd, Duration::from_secs(300)), 0);
+    same_tree(&job_out, &m.plain);
 }
 
 /// An object replaced after the listing: the read is pinned to the listed ETag, so the
