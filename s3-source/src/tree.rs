@@ -4,7 +4,7 @@
 //! name transform (the same rules as `CipherDir::read_dir`, spec §3). Directories exist in
 //! S3 only as key prefixes; a gocryptfs directory always holds its `gocryptfs.diriv`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -115,7 +115,7 @@ impl RemoteTree {
         // Control objects: every diriv and every long-name side file, in parallel.
         let names = dir.names();
         let mut wanted: Vec<usize> = Vec::new();
-        for (d, node) in &dirs {
+        for node in dirs.values() {
             if names.uses_dir_iv()
                 && let Some(Some(i)) = node.names.get(DIRIV_NAME)
             {
@@ -129,7 +129,6 @@ impl RemoteTree {
                     wanted.push(*i);
                 }
             }
-            let _ = d;
         }
         let small = fetch_small(&bucket, &listed, &wanted)?;
 
@@ -355,24 +354,46 @@ fn plain_size(dir: &CipherDir, size: u64) -> Result<u64, CorruptError> {
 }
 
 /// Groups listed keys into directories. A name that is both an object and a key prefix,
-/// or a key with an empty segment, is refused: no local tree can look like that.
+/// or a key with an empty, `.` or `..` segment, is refused: no local tree can look like
+/// that. Empty objects whose key ends in `/` are directory markers (s3fs, ossfs and the
+/// consoles' "create folder" write them): they make their directory exist, nothing more.
 pub(crate) fn build_dirs(listed: &[Listed]) -> Result<BTreeMap<String, DirNode>, S3Error> {
     let mut dirs: BTreeMap<String, DirNode> = BTreeMap::new();
     dirs.insert(String::new(), DirNode::default());
+    // Every proper key prefix is a directory. The S3 client drops a key's trailing `/`, so a
+    // marker arrives as an empty object named like a directory.
+    let prefixes: HashSet<&str> = listed
+        .iter()
+        .flat_map(|l| l.rel.match_indices('/').map(|(at, _)| &l.rel[..at]))
+        .collect();
     for (i, l) in listed.iter().enumerate() {
-        let segs: Vec<&str> = l.rel.split('/').collect();
+        let (rel, marker) = match l.rel.strip_suffix('/') {
+            Some(r) if l.size == 0 => (r, true),
+            _ if l.size == 0 && (l.rel.is_empty() || prefixes.contains(l.rel.as_str())) => {
+                (l.rel.as_str(), true)
+            }
+            _ => (l.rel.as_str(), false),
+        };
+        if marker && rel.is_empty() {
+            continue; // the prefix's own marker
+        }
+        let segs: Vec<&str> = rel.split('/').collect();
         if segs.iter().any(|s| s.is_empty() || *s == "." || *s == "..")
-            || l.rel.len() > 4096
+            || rel.len() > 4096
             || segs.iter().any(|s| s.len() > nametransform::NAME_MAX)
         {
             return Err(S3Error::Refused {
-                key: l.rel.clone(),
+                key: if l.rel.is_empty() {
+                    "(the prefix itself)".into()
+                } else {
+                    l.rel.clone()
+                },
                 reason: "an object key with an empty, '.', '..' or over-long segment cannot belong to a gocryptfs tree".into(),
             });
         }
         let mut parent = String::new();
         for (depth, seg) in segs.iter().enumerate() {
-            let last = depth + 1 == segs.len();
+            let last = depth + 1 == segs.len() && !marker;
             let node = dirs.entry(parent.clone()).or_default();
             let slot = node.names.entry((*seg).to_owned()).or_insert(None);
             let conflict = match (last, *slot) {
@@ -381,8 +402,7 @@ pub(crate) fn build_dirs(listed: &[Listed]) -> Result<BTreeMap<String, DirNode>,
                     *slot = Some(i);
                     false
                 }
-                (true, Some(_)) => true,
-                (false, Some(_)) => true,
+                (_, Some(_)) => true,
                 (false, None) => false,
             };
             if conflict {
@@ -396,6 +416,9 @@ pub(crate) fn build_dirs(listed: &[Listed]) -> Result<BTreeMap<String, DirNode>,
             } else {
                 format!("{parent}/{seg}")
             };
+        }
+        if marker {
+            dirs.entry(parent).or_default();
         }
     }
     Ok(dirs)

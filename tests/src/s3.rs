@@ -159,6 +159,12 @@ impl S3Server {
         self.admin("upload", &[&dir, &bucket, &prefix]);
     }
 
+    /// Uploads like [`S3Server::upload`], plus an empty `dir/` marker object per directory,
+    /// as s3fs, ossfs and the consoles' "create folder" leave them.
+    pub fn upload_with_dir_markers(&self, dir: &Path, bucket: &str, prefix: &str) {
+        self.admin("upload", &[&dir, &bucket, &prefix, &"--dir-markers"]);
+    }
+
     /// Downloads `bucket/prefix` into `dir`.
     pub fn download(&self, bucket: &str, prefix: &str, dir: &Path) {
         self.admin("download", &[&bucket, &prefix, &dir]);

@@ -6,7 +6,7 @@ what ccmount wrote, and edit objects as a hostile host would.
 Usage (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY except for `init`):
   s3_admin.py init ENDPOINT                      -> prints {"access_key_id", "secret_access_key"}
   s3_admin.py mb ENDPOINT BUCKET
-  s3_admin.py upload ENDPOINT DIR BUCKET PREFIX [--symlink-meta]
+  s3_admin.py upload ENDPOINT DIR BUCKET PREFIX [--dir-markers]
   s3_admin.py download ENDPOINT BUCKET PREFIX DIR
   s3_admin.py flip ENDPOINT BUCKET KEY OFFSET    (flip one bit of an object in place)
   s3_admin.py put ENDPOINT BUCKET KEY FILE [MODE] (MODE: s3fs x-amz-meta-mode, decimal)
@@ -61,6 +61,16 @@ def main(argv):
                 else:
                     s3.upload_file(p, bucket, key)
                 n += 1
+        if len(argv) > 6 and argv[6] == "--dir-markers":
+            # As s3fs/ossfs and the consoles' "create folder" leave them: an empty object
+            # "dir/" per directory (the prefix's own included), with mode metadata.
+            for root, _dirs, _files in os.walk(src):
+                rel = os.path.relpath(root, src)
+                key = prefix if rel == "." else (f"{prefix}/{rel}" if prefix else rel)
+                if key:
+                    s3.put_object(Bucket=bucket, Key=key + "/", Body=b"",
+                                  Metadata={"mode": str(0o40755)})
+                    n += 1
         print(n)
     elif cmd == "download":
         # A plain parallel download (the benchmark's ceiling): 16 files at once, large
