@@ -117,16 +117,7 @@ pub(crate) fn run(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
     summary
         .into_result()
         .with_context(|| format!("decrypting {}", a.cipherdir.display()))?;
-    if let (Some(m), Some(path)) = (&accepted, &a.receipt) {
-        Receipt {
-            command: "decrypt",
-            cipherdir: &a.cipherdir,
-            digest: m.digest(),
-            pin: pin.as_ref(),
-            key_resource: a.key.resource().as_deref(),
-        }
-        .write(path)?;
-    }
+    write_receipt(a, accepted.as_ref(), pin.as_ref())?;
     Ok(Exit::Ok)
 }
 
@@ -216,16 +207,7 @@ fn run_s3(g: &GlobalArgs, a: &DecryptPlan) -> Result<Exit> {
             a.cipherdir.display()
         )));
     }
-    if let (Some(m), Some(path)) = (&accepted, &a.receipt) {
-        Receipt {
-            command: "decrypt",
-            cipherdir: &a.cipherdir,
-            digest: m.digest(),
-            pin: pin.as_ref(),
-            key_resource: a.key.resource().as_deref(),
-        }
-        .write(path)?;
-    }
+    write_receipt(a, accepted.as_ref(), pin.as_ref())?;
     Ok(Exit::Ok)
 }
 
@@ -246,4 +228,23 @@ fn interrupted(outdir: &std::path::Path) -> Option<anyhow::Error> {
             outdir.display()
         ),
     ))
+}
+
+/// The receipt of an accepted (pinned or manifested) decrypt, when `--receipt` asks for one.
+fn write_receipt(
+    a: &DecryptPlan,
+    accepted: Option<&Manifest>,
+    pin: Option<&pin::Pin>,
+) -> Result<()> {
+    if let (Some(m), Some(path)) = (accepted, &a.receipt) {
+        Receipt {
+            command: "decrypt",
+            cipherdir: &a.cipherdir,
+            digest: m.digest(),
+            pin,
+            key_resource: a.key.resource().as_deref(),
+        }
+        .write(path)?;
+    }
+    Ok(())
 }
