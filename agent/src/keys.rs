@@ -119,6 +119,9 @@ pub(crate) fn load(plan: &KeyPlan) -> Result<KeySource> {
             Ok(KeySource::MasterKey(key))
         }
         KeyPlan::Kbs { uri, format } => from_kbs(uri, *format),
+        KeyPlan::Supplied => Err(anyhow::anyhow!(
+            "invariant: a key supplied in memory is passed to the run, never loaded from its plan"
+        )),
     }
 }
 

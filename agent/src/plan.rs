@@ -31,6 +31,11 @@ pub(crate) enum KeyPlan {
         /// What it holds.
         format: KeyFormat,
     },
+    /// The key is resolved in memory by the caller and handed to the run directly
+    /// (`secure-mount`: the password is a field of the CDH request); [`crate::keys::load`]
+    /// refuses this variant.
+    #[allow(dead_code)] // until secure-mount builds it
+    Supplied,
 }
 
 impl KeyPlan {
@@ -71,7 +76,7 @@ impl KeyPlan {
     pub(crate) fn resource(&self) -> Option<String> {
         match self {
             KeyPlan::Kbs { uri, .. } => Some(uri.to_string()),
-            _ => None,
+            KeyPlan::Passfile(_) | KeyPlan::MasterkeyFile(_) | KeyPlan::Supplied => None,
         }
     }
 }

@@ -56,6 +56,38 @@ pub(crate) fn foreground(g: &GlobalArgs, plan: &MountPlan, ready: impl FnOnce())
     Ok(Exit::Ok)
 }
 
+/// What a caller resolved itself and hands to [`foreground_supplied`] (`secure-mount`: the
+/// password and the storage credentials are fields of the CDH request, unsealed in memory).
+#[allow(dead_code)] // until secure-mount calls it
+pub(crate) struct Supplied {
+    /// The model key (the plan's key is [`crate::plan::KeyPlan::Supplied`]).
+    pub(crate) key: gocryptfs_format::KeySource,
+    /// The storage options, credentials included, of the plan's `s3://` cipher tree.
+    pub(crate) s3: s3_source::S3Options,
+}
+
+impl std::fmt::Debug for Supplied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supplied").finish_non_exhaustive()
+    }
+}
+
+/// [`foreground`] with the key and storage options `supplied` instead of those the plan and
+/// the global flags name.
+#[allow(dead_code)] // until secure-mount calls it
+pub(crate) fn foreground_supplied(
+    g: &GlobalArgs,
+    plan: &MountPlan,
+    supplied: Supplied,
+    ready: impl FnOnce(),
+) -> Result<Exit> {
+    let _ = (g, plan, supplied, ready);
+    Err(coded(
+        Exit::Usage,
+        "mounting an s3:// tree is not built yet",
+    ))
+}
+
 /// A live mount made by [`start`]; its owner stops it with [`stop`] and waits with
 /// [`Live::wait`].
 #[derive(Debug)]
