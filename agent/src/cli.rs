@@ -526,6 +526,10 @@ pub(crate) struct MountArgs {
     /// Bypass the page cache (FOPEN_DIRECT_IO); mmap keeps working where the kernel allows.
     #[arg(long)]
     pub(crate) direct_io: bool,
+    /// s3:// trees: most decrypted data kept in memory for readers (default 128MiB); the
+    /// daemon's memory is about this plus --s3-concurrency × --s3-chunk-size.
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) cache_size: Option<String>,
     #[command(flatten)]
     pub(crate) expect: ExpectArgs,
     /// What --expect checks before the mount goes live.

@@ -222,7 +222,7 @@ fn format_kind_exit(k: gocryptfs_format::ErrorKind) -> Exit {
 /// Object-storage errors → exit codes.
 fn storage_exit(e: &s3_source::S3Error) -> Exit {
     use s3_source::S3Error as E;
-    match e {
+    match e.root() {
         E::Usage(_) | E::PlainHttp { .. } | E::CredentialsInUrl => Exit::Usage,
         E::Unreachable { .. } => Exit::StorageUnreachable,
         E::Auth { .. } => Exit::StorageAuth,
@@ -266,7 +266,7 @@ pub(crate) fn hint(err: &anyhow::Error) -> Option<&'static str> {
 fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     if let Some(e) = cause.downcast_ref::<s3_source::S3Error>() {
         use s3_source::S3Error as E;
-        return match e {
+        return match e.root() {
             E::PlainHttp { .. } => {
                 Some("use https, or add --s3-allow-http for a local test server")
             }

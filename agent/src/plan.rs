@@ -99,14 +99,7 @@ impl DecryptPlan {
     /// # Errors
     /// No key, or a malformed `--key` (exit 2).
     pub(crate) fn from_args(a: DecryptArgs) -> Result<Self> {
-        if s3_source::S3Location::is_s3(a.cipherdir.as_os_str()) {
-            // Checked now (exit 2 before any key or request); read again at run time.
-            let s = a
-                .cipherdir
-                .to_str()
-                .ok_or_else(|| coded(Exit::Usage, "an s3:// location must be valid UTF-8"))?;
-            s3_source::S3Location::parse(s)?;
-        }
+        check_s3(&a.cipherdir)?;
         Ok(DecryptPlan {
             key: KeyPlan::require(&a.key)?,
             cipherdir: a.cipherdir,
@@ -134,6 +127,8 @@ pub(crate) struct MountPlan {
     pub(crate) receipt: Option<PathBuf>,
     /// Served by a process that keeps its terminal (progress bars are drawn).
     pub(crate) foreground: bool,
+    /// `--cache-size` of an `s3://` tree (bytes).
+    pub(crate) cache_size: Option<u64>,
 }
 
 #[cfg(feature = "fuse")]
@@ -143,9 +138,29 @@ impl MountPlan {
     /// # Errors
     /// No key, a malformed `--key`, a bad mount option (exit 2).
     pub(crate) fn from_args(a: &crate::cli::MountArgs) -> Result<Self> {
-        refuse_s3(&a.cipherdir, "mount")?;
         let config = crate::mountopts::config(&a.options, a.threads, a.direct_io)
             .map_err(|m| coded(Exit::Usage, m))?;
+        let cache_size = match &a.cache_size {
+            None => None,
+            Some(_) if !check_s3(&a.cipherdir)? => {
+                return Err(coded(
+                    Exit::Usage,
+                    "--cache-size applies to s3:// trees; a local tree is cached by the kernel's page cache",
+                ));
+            }
+            Some(c) => {
+                let n = crate::policy::parse_size(c)
+                    .map_err(|e| coded(Exit::Usage, format!("--cache-size {c}: {e}")))?;
+                if n < 1 << 20 {
+                    return Err(coded(
+                        Exit::Usage,
+                        format!("--cache-size {c}: give at least 1MiB"),
+                    ));
+                }
+                Some(n)
+            }
+        };
+        check_s3(&a.cipherdir)?;
         Ok(MountPlan {
             key: KeyPlan::require(&a.key)?,
             cipherdir: a.cipherdir.clone(),
@@ -158,6 +173,7 @@ impl MountPlan {
             // The daemon child keeps the caller's terminal until it is ready: the pin check
             // before going live shows its progress there.
             foreground: a.foreground || a.daemon_child,
+            cache_size,
         })
     }
 }
@@ -199,6 +215,22 @@ pub(crate) fn under(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
+/// Whether `cipherdir` is an `s3://` location; a malformed one is refused now (exit 2
+/// before any key or request; it is parsed again at run time).
+///
+/// # Errors
+/// The location does not parse.
+pub(crate) fn check_s3(cipherdir: &Path) -> Result<bool> {
+    if !s3_source::S3Location::is_s3(cipherdir.as_os_str()) {
+        return Ok(false);
+    }
+    let s = cipherdir
+        .to_str()
+        .ok_or_else(|| coded(Exit::Usage, "an s3:// location must be valid UTF-8"))?;
+    s3_source::S3Location::parse(s)?;
+    Ok(true)
+}
+
 /// Refuses an `s3://` CIPHERDIR for a command that reads local trees only (exit 2, before
 /// anything else), instead of reporting a missing directory named `s3:`.
 ///
@@ -209,7 +241,7 @@ pub(crate) fn refuse_s3(cipherdir: &Path, command: &str) -> Result<()> {
         return Err(coded(
             Exit::Usage,
             format!(
-                "{command} reads a local cipher directory, not yet an s3:// tree; `ccmount decrypt s3://BUCKET/PREFIX OUTDIR` streams one into RAM (info, verify and manifest read it too)"
+                "{command} reads a local cipher directory, not yet an s3:// tree; `ccmount decrypt s3://BUCKET/PREFIX OUTDIR` streams one into RAM and `ccmount mount` serves one (info, verify and manifest read it too)"
             ),
         ));
     }

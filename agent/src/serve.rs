@@ -42,9 +42,18 @@ enum Stage {
 /// (SIGTERM/SIGINT/SIGQUIT unmount, SIGHUP is ignored); `ready` runs once the mount is live
 /// (the daemon child reports to its parent and detaches there).
 pub(crate) fn foreground(g: &GlobalArgs, plan: &MountPlan, ready: impl FnOnce()) -> Result<Exit> {
+    foreground_with(g, plan, None, ready)
+}
+
+fn foreground_with(
+    g: &GlobalArgs,
+    plan: &MountPlan,
+    supplied: Option<Supplied>,
+    ready: impl FnOnce(),
+) -> Result<Exit> {
     let stage = Arc::new(Mutex::new(Stage::Starting));
     watch_signals(Arc::clone(&stage))?;
-    let live = start(g, plan, &stage)?;
+    let live = start(g, plan, &stage, supplied)?;
     ready();
     crate::notify::notify("READY=1");
     live.wait(|| {
@@ -81,11 +90,7 @@ pub(crate) fn foreground_supplied(
     supplied: Supplied,
     ready: impl FnOnce(),
 ) -> Result<Exit> {
-    let _ = (g, plan, supplied, ready);
-    Err(coded(
-        Exit::Usage,
-        "mounting an s3:// tree is not built yet",
-    ))
+    foreground_with(g, plan, Some(supplied), ready)
 }
 
 /// A live mount made by [`start`]; its owner stops it with [`stop`] and waits with
@@ -134,12 +139,17 @@ impl Live {
 /// `[model] mount_at` job): the same checks, key, pin and mount as `ccmount mount -f`; the
 /// caller owns the signals and stops the mount with [`stop`].
 pub(crate) fn start_beside(g: &GlobalArgs, plan: &MountPlan) -> Result<Live> {
-    start(g, plan, &Mutex::new(Stage::Starting))
+    start(g, plan, &Mutex::new(Stage::Starting), None)
 }
 
 /// Everything from the cheap checks to the live mount and its ready file. `stage` is held
 /// while the mount is made, so a stop signal handled on another thread sees it `Mounted`.
-fn start(g: &GlobalArgs, a: &MountPlan, stage: &Mutex<Stage>) -> Result<Live> {
+fn start(
+    g: &GlobalArgs,
+    a: &MountPlan,
+    stage: &Mutex<Stage>,
+    supplied: Option<Supplied>,
+) -> Result<Live> {
     let cfg = &a.config;
     let ready = a
         .ready_file
@@ -153,6 +163,14 @@ fn start(g: &GlobalArgs, a: &MountPlan, stage: &Mutex<Stage>) -> Result<Live> {
     }
     // Cheap checks first: no point in running scrypt or attesting for a mount that cannot be.
     let mountpoint = fuse::preflight(&a.mountpoint, cfg.nonempty)?;
+    if crate::remote::is_s3(&a.cipherdir) {
+        return start_s3(g, a, stage, supplied, &mountpoint, ready);
+    }
+    if supplied.is_some() {
+        return Err(anyhow::anyhow!(
+            "invariant: a supplied key and storage options serve s3:// trees only"
+        ));
+    }
     let cipherdir = std::fs::canonicalize(&a.cipherdir).unwrap_or_else(|_| a.cipherdir.clone());
     fuse::refuse_overlap(&cipherdir, &mountpoint)?;
     // The pin (a kbs:/// one on the same attested session as the key) is resolved first.
@@ -223,6 +241,156 @@ fn start(g: &GlobalArgs, a: &MountPlan, stage: &Mutex<Stage>) -> Result<Live> {
         if cfg.direct_io { ", direct I/O" } else { "" }
     );
     Ok(Live { handle, ready })
+}
+
+/// [`start`] for an `s3://` tree: the bucket is listed and every name decrypted before the
+/// mount goes live (a tree with structural errors is refused, as `decrypt` refuses it); with
+/// `--expect` every block is checked first and only the accepted files are served, each read
+/// held to its checked object version and file ID. Contents are read on demand in segments
+/// ([`s3_source::RemoteReader`]: ranged GETs, a bounded cache, read-ahead).
+fn start_s3(
+    g: &GlobalArgs,
+    a: &MountPlan,
+    stage: &Mutex<Stage>,
+    supplied: Option<Supplied>,
+    mountpoint: &Path,
+    ready: Option<PathBuf>,
+) -> Result<Live> {
+    let cfg = &a.config;
+    let pin = pin::resolve(&a.expect)?;
+    let (key, bucket) = match supplied {
+        Some(s) => {
+            let loc = crate::remote::location(&a.cipherdir)?;
+            (s.key, s3_source::Bucket::connect(loc, s.s3)?)
+        }
+        None => {
+            let key = keys::load(&a.key)?;
+            (key, crate::remote::bucket(g, &a.cipherdir)?)
+        }
+    };
+    let location = bucket.location().to_string();
+    let tree = crate::remote::open_tree(g, bucket, key)?;
+    lock_memory();
+    if let Some(first) = tree.first_error() {
+        for p in tree.problems.iter().filter(|p| !p.warning).take(20) {
+            error!("{}", p.error);
+        }
+        return Err(anyhow::Error::new(s3_source::S3Error::Problems {
+            count: tree.problems.iter().filter(|p| !p.warning).count(),
+            first: first.to_string(),
+            kind: first.kind(),
+        })
+        .context(format!("{location}: not mounted")));
+    }
+    let accepted = match &pin {
+        Some(p) => {
+            if a.expect_mode == ExpectMode::Structure {
+                info!(
+                    "--expect-mode structure over s3://: every block is checked (the headers alone cost a request per file anyway)"
+                );
+            }
+            let t = Instant::now();
+            let bar = Bar::new("check", !g.quiet && a.foreground);
+            let report = tree.verify(true, &bar);
+            bar.finish();
+            let v =
+                gocryptfs_format::manifest::check_report(tree.cipher_dir(), &report?, &p.expected)
+                    .map_err(pin::mismatch_error)?;
+            info!(
+                digest = %v.digest(),
+                seconds = t.elapsed().as_secs_f64(),
+                "model accepted before going live"
+            );
+            Some(v)
+        }
+        None => None,
+    };
+    if let Some(path) = &a.receipt {
+        let Some(v) = &accepted else {
+            return Err(coded(
+                Exit::Usage,
+                "mount --receipt needs --expect (the receipt records the accepted model digest)",
+            ));
+        };
+        Receipt {
+            command: "mount",
+            cipherdir: &a.cipherdir,
+            digest: v.digest(),
+            pin: pin.as_ref(),
+            key_resource: a.key.resource().as_deref(),
+        }
+        .write(path)?;
+    }
+    // The served tree: everything listed, or only what the pin accepted.
+    let mut snap = fuse::Snapshot::new();
+    let mut ids = Vec::with_capacity(tree.files.len());
+    for d in &tree.dirs {
+        if accepted.as_ref().is_none_or(|m| m.get(d).is_some()) {
+            snap.add_dir(d)
+                .with_context(|| format!("serving {location}"))?;
+        }
+    }
+    for (i, f) in tree.files.iter().enumerate() {
+        let want = match &accepted {
+            None => None,
+            Some(m) => match m.get(&f.plain).map(|e| &e.kind) {
+                Some(gocryptfs_format::manifest::EntryKind::File(pin))
+                    if pin.size == f.plain_size =>
+                {
+                    pin.file_id
+                }
+                _ => {
+                    ids.push(None);
+                    continue;
+                }
+            },
+        };
+        ids.push(want);
+        snap.add_file(&f.plain, f.plain_size, i)
+            .with_context(|| format!("serving {location}"))?;
+    }
+    let opts = s3_source::ReaderOptions {
+        cache_bytes: a.cache_size.unwrap_or(s3_source::DEFAULT_CACHE),
+        ..s3_source::ReaderOptions::default()
+    };
+    let reader = s3_source::RemoteReader::with_expected_ids(Arc::new(tree), opts, ids);
+    let source: Arc<dyn fuse::ContentSource> = Arc::new(S3Content(reader));
+    let handle: MountHandle = {
+        let mut st = stage.lock().unwrap_or_else(PoisonError::into_inner);
+        let h = fuse::mount_snapshot(
+            snap,
+            source,
+            std::ffi::OsStr::new(&location),
+            mountpoint,
+            cfg,
+        )?;
+        *st = Stage::Mounted {
+            unmounter: h.unmounter(),
+            ready: ready.clone(),
+        };
+        h
+    };
+    if let Some(r) = &ready
+        && let Err(e) = write_ready(r, mountpoint)
+    {
+        let _ = handle.unmount();
+        return Err(e);
+    }
+    info!(
+        "mounted {location} on {} (read-only{})",
+        mountpoint.display(),
+        if cfg.direct_io { ", direct I/O" } else { "" }
+    );
+    Ok(Live { handle, ready })
+}
+
+/// The FUSE view's contents: plaintext segments of the bucket's objects.
+struct S3Content(Arc<s3_source::RemoteReader>);
+
+impl fuse::ContentSource for S3Content {
+    fn read_at(&self, file: usize, offset: u64, buf: &mut [u8]) -> Result<usize, String> {
+        self.0.read_at(file, offset, buf).map_err(|e| e.to_string())
+    }
 }
 
 /// Blocks the stop signals in this thread (and so in every thread started later) and

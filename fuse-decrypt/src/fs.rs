@@ -417,7 +417,7 @@ impl CcFs {
 }
 
 /// Adds the capabilities the kernel offers, one at a time (an unsupported one is skipped).
-fn want(config: &mut KernelConfig, flags: InitFlags) {
+pub(crate) fn want(config: &mut KernelConfig, flags: InitFlags) {
     for flag in flags.iter() {
         if let Err(missing) = config.add_capabilities(flag) {
             debug!("kernel does not offer FUSE capability {missing:?}");

@@ -30,6 +30,7 @@ mod errno;
 mod error;
 mod fs;
 mod inodes;
+mod snapshot;
 mod sys;
 
 use std::ffi::OsString;
@@ -48,6 +49,7 @@ use gocryptfs_format::CipherDir;
 use gocryptfs_format::manifest::VerifiedTree;
 
 pub use error::{Error, MountError, MountErrorKind, Result};
+pub use snapshot::{ContentSource, MAX_NODES, Snapshot, SnapshotError};
 
 #[cfg(test)]
 mod tests {
@@ -376,19 +378,64 @@ pub fn mount_pinned(
     let mnt = sys::check_mountpoint(mountpoint, cfg.nonempty)?;
     refuse_overlap(dir.root(), &mnt)?;
     let km = cfg.kernel_mount(dir.root());
+    let fs_opts = fs::FsOptions {
+        ttl: cfg.ttl,
+        direct_io: cfg.direct_io,
+    };
+    serve(mnt, &km, cfg, || {
+        Ok(fs::CcFs::new(Arc::clone(&dir), fs_opts)?.with_pin(pin.clone()))
+    })
+}
+
+/// Mounts a [`Snapshot`] (a tree listed up front, e.g. an `s3://` cipher tree) read-only at
+/// `mountpoint`, its file contents read from `source`. `source_name` is the mount table's
+/// source column (escaped like a cipher directory's). Returns once the mount is live.
+///
+/// # Errors
+/// As [`mount`].
+pub fn mount_snapshot(
+    tree: Snapshot,
+    source: Arc<dyn ContentSource>,
+    source_name: &std::ffi::OsStr,
+    mountpoint: &Path,
+    cfg: &MountConfig,
+) -> Result<MountHandle, Error> {
+    let mnt = sys::check_mountpoint(mountpoint, cfg.nonempty)?;
+    let km = cfg.kernel_mount(Path::new(source_name));
+    let mut tree = Some(tree);
+    serve(mnt, &km, cfg, || {
+        let t = tree.take().ok_or_else(|| {
+            Error::mount(
+                mountpoint,
+                MountError::Failed("invariant: the snapshot is served once".into()),
+            )
+        })?;
+        Ok(snapshot::SnapFs::new(
+            t,
+            Arc::clone(&source),
+            cfg.ttl,
+            cfg.direct_io,
+        ))
+    })
+}
+
+/// Mounts `mnt` (checked) with `km` and serves the file system `make` builds on background
+/// threads; `make` runs once, after `/dev/fuse` is ready.
+fn serve<F: fuser::Filesystem + Send + Sync + 'static>(
+    mnt: PathBuf,
+    km: &sys::KernelMount,
+    cfg: &MountConfig,
+    mut make: impl FnMut() -> Result<F, Error>,
+) -> Result<MountHandle, Error> {
     let threads = cfg.thread_count().clamp(1, 64);
     let mut fcfg = fuser::Config::default();
     fcfg.n_threads = Some(threads);
     fcfg.clone_fd = threads > 1;
     fcfg.acl = cfg.acl();
-    let fs_opts = fs::FsOptions {
-        ttl: cfg.ttl,
-        direct_io: cfg.direct_io,
-    };
 
     let root = rustix::process::geteuid().is_root();
     let direct = if root {
-        match sys::mount_direct(&mnt, &km) {
+        match sys::mount_direct(&mnt, km) {
             Ok(fd) => Some(fd),
             Err(Error::Mount {
                 source: MountError::NotPermitted(why),
@@ -404,7 +451,13 @@ pub fn mount_pinned(
     };
     let (session, fuser_unmounter) = match direct {
         Some(fd) => {
-            let fs = fs::CcFs::new(Arc::clone(&dir), fs_opts)?.with_pin(pin.clone());
+            let fs = match make() {
+                Ok(fs) => fs,
+                Err(e) => {
+                    let _ = sys::unmount_own(&mnt);
+                    return Err(e);
+                }
+            };
             match Session::from_fd(fs, fd, fcfg.acl, fcfg) {
                 Ok(s) => (s, None),
                 Err(e) => {
@@ -418,8 +471,8 @@ pub fn mount_pinned(
         }
         None => {
             drop(sys::open_dev_fuse()?);
-            let fs = fs::CcFs::new(Arc::clone(&dir), fs_opts)?.with_pin(pin.clone());
-            fcfg.mount_options = cfg.fuser_options(&km);
+            let fs = make()?;
+            fcfg.mount_options = cfg.fuser_options(km);
             let mut s = Session::new(fs, &mnt, &fcfg).map_err(|e| fusermount_error(&mnt, &e))?;
             let u = s.unmount_callable();
             (s, Some(u))

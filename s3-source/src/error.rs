@@ -76,9 +76,22 @@ pub enum S3Error {
     /// A format error of the tree (config, key, name, header, block) from the core.
     #[error(transparent)]
     Format(#[from] gocryptfs_format::Error),
+    /// A failure shared by every read that waited on the same fetch
+    /// ([`crate::RemoteReader`]); [`S3Error::root`] gives the failure itself.
+    #[error(transparent)]
+    Shared(std::sync::Arc<S3Error>),
 }
 
 impl S3Error {
+    /// The failure itself, through any [`S3Error::Shared`] wrapping.
+    #[must_use]
+    pub fn root(&self) -> &S3Error {
+        match self {
+            S3Error::Shared(inner) => inner.root(),
+            e => e,
+        }
+    }
+
     /// Maps an `object_store` error of a request about `what`.
     pub(crate) fn from_store(what: &str, e: object_store::Error) -> Self {
         use object_store::Error as E;
@@ -119,7 +132,7 @@ impl S3Error {
 
     /// Whether retrying the same request may help.
     pub(crate) fn transient(&self) -> bool {
-        matches!(self, S3Error::Unreachable { .. })
+        matches!(self.root(), S3Error::Unreachable { .. })
     }
 }
 

@@ -14,6 +14,7 @@
 //!  S3Location + S3Options ─► Bucket::connect ─► RemoteTree::open (list, conf, dirivs,
 //!                                  │                 long names, decrypted names)
 //!                                  ├── RemoteTree::stream (ranged GETs ─► decrypt ─► in order)
+//!                                  ├── RemoteReader::read_at (segments, LRU cache, read-ahead)
 //!                                  └── Bucket::upload_tree (encrypt's upload)
 //! ```
 
@@ -22,6 +23,7 @@ mod location;
 mod nokey;
 mod ops;
 mod options;
+mod reader;
 mod store;
 mod stream;
 mod tree;
@@ -31,6 +33,7 @@ pub use error::S3Error;
 pub use location::S3Location;
 pub use ops::{DecryptSummary, FilePin};
 pub use options::{Addressing, Credentials, DEFAULT_CHUNK, DEFAULT_CONCURRENCY, S3Options};
+pub use reader::{DEFAULT_CACHE, ReaderOptions, RemoteReader};
 pub use store::Bucket;
 pub use stream::{Chunk, FileEvent};
 pub use tree::{Problem, RemoteFile, RemoteTree};

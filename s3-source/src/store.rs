@@ -35,8 +35,38 @@ pub(crate) struct Listed {
 pub struct Bucket {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) loc: S3Location,
-    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) rt: Rt,
     pub(crate) opts: S3Options,
+}
+
+/// The bucket's runtime. The last owner of a bucket may be one of the runtime's own tasks
+/// (a mount's read-ahead finishing after the mount went away); a runtime cannot be dropped
+/// there, so it is then dropped on a thread of its own.
+#[derive(Debug)]
+pub(crate) struct Rt(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for Rt {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &Self::Target {
+        // Some until drop.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("the runtime lives until drop"))
+    }
+}
+
+impl Drop for Rt {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                let _ = std::thread::Builder::new()
+                    .name("ccmount-s3-drop".into())
+                    .spawn(move || drop(rt));
+            } else {
+                drop(rt);
+            }
+        }
+    }
 }
 
 impl Bucket {
@@ -104,7 +134,7 @@ impl Bucket {
         Ok(Bucket {
             store: Arc::new(store),
             loc,
-            rt,
+            rt: Rt(Some(rt)),
             opts,
         })
     }

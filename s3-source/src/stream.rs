@@ -232,24 +232,7 @@ async fn run_job(
     let first = job.first_block;
     let plain = job.plain.clone();
     let data = handle
-        .spawn_blocking(move || -> Result<Vec<u8>, S3Error> {
-            let geo = content.geometry();
-            let need = geo.plain_len_of_blocks(body.len() as u64).ok_or_else(|| {
-                Error::corrupt(
-                    plain.clone(),
-                    CorruptError::Size {
-                        cipher_size: body.len() as u64,
-                        overhead: geo.overhead(),
-                    },
-                )
-            })?;
-            let mut out = vec![0u8; usize::try_from(need).unwrap_or(usize::MAX)];
-            let n = content
-                .decrypt_blocks(first, &id, &body, &mut out)
-                .map_err(|e| Error::from_block(plain.clone(), e))?;
-            out.truncate(n);
-            Ok(out)
-        })
+        .spawn_blocking(move || crate::reader::decrypt(&content, &plain, first, &id, &body))
         .await
         .map_err(|e| S3Error::Unreachable {
             what: job.plain.display().to_string(),

@@ -378,7 +378,7 @@ fn mount_plan(
             .map_err(|_| bad(format!("expect_mode {x:?}: use full or structure")))?,
         None => ExpectMode::Full,
     };
-    crate::plan::refuse_s3(&cipherdir, "[model] mount_at")?;
+    crate::plan::check_s3(&cipherdir)?;
     Ok(ModelPlan::Mount(MountPlan {
         cipherdir,
         mountpoint: under(base, mnt),
@@ -389,6 +389,7 @@ fn mount_plan(
         expect_mode,
         receipt: None,
         foreground: true,
+        cache_size: None,
     }))
 }
 

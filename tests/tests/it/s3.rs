@@ -715,3 +715,185 @@ fn an_object_replaced_after_listing_is_never_read() {
             .any(|e| matches!(e, s3_source::FileEvent::Data(_)))
     );
 }
+
+/// Unmounts (lazily) when dropped, so a failed assertion leaves no mount behind.
+struct Mounted<'a> {
+    bin: &'a Path,
+    path: PathBuf,
+}
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let _ = run_with_timeout(
+            Command::new(self.bin)
+                .args(["umount", "--lazy"])
+                .arg(&self.path),
+            Duration::from_secs(30),
+        );
+    }
+}
+
+fn mount_s3<'a>(
+    bin: &'a Path,
+    s3: &S3Server,
+    url: &str,
+    mnt: &Path,
+    extra: &[&dyn AsRef<std::ffi::OsStr>],
+) -> (Output, Mounted<'a>) {
+    std::fs::create_dir_all(mnt).unwrap();
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"--s3-chunk-size",
+        &"256KiB",
+        &"mount",
+        &url,
+        &mnt,
+        &"--cache-size",
+        &"1MiB",
+    ];
+    args.extend_from_slice(extra);
+    let out = ccm(bin, s3, &args);
+    (
+        out,
+        Mounted {
+            bin,
+            path: mnt.to_path_buf(),
+        },
+    )
+}
+
+#[test]
+fn mount_serves_the_bucket_tree_and_never_a_tampered_or_replaced_block() {
+    use std::os::unix::fs::FileExt as _;
+    let (bin, s3) = setup!();
+    let m = model(79, |_| {});
+    s3.upload(&m.cipher, "models", "mnt/v1");
+    let url = "s3://models/mnt/v1";
+    let mnt = m.dir.path().join("view");
+    // 256 KiB segments and a 1 MiB cache: many segments per file, read-ahead and eviction.
+    let (out, guard) = mount_s3(&bin, &s3, url, &mnt, &[&"--passfile", &m.pass]);
+    code(&out, 0);
+    same_tree(&m.plain, &mnt);
+    // Random reads across segment boundaries.
+    let want = std::fs::read(m.plain.join("big.bin")).unwrap();
+    let f = std::fs::File::open(mnt.join("big.bin")).unwrap();
+    let half = want.len() / 2;
+    for (off, len) in [
+        (0usize, 10usize),
+        (262_140, 9),
+        (half - 1, half - 9),
+        (want.len() - 5, 5),
+    ] {
+        let mut buf = vec![0u8; len];
+        f.read_exact_at(&mut buf, off as u64).unwrap();
+        assert_eq!(buf, want[off..off + len], "offset {off}");
+    }
+    // Read-only.
+    assert!(std::fs::write(mnt.join("new"), b"x").is_err());
+    drop(f);
+    drop(guard);
+
+    // The host flips a bit in block 100 of big.bin: that read fails (EIO), the rest of the
+    // file and the other files are served.
+    s3.upload(&m.cipher, "models", "mnt/t");
+    let (big_key, _) = s3
+        .keys("models", "mnt/t")
+        .into_iter()
+        .find(|(k, size)| *size > 1_000_000 && k.starts_with("mnt/t/"))
+        .unwrap();
+    s3.admin(
+        "flip",
+        &[&"models", &big_key, &(18 + 100 * 4128 + 40).to_string()],
+    );
+    let mnt2 = m.dir.path().join("view2");
+    let (out, guard) = mount_s3(
+        &bin,
+        &s3,
+        "s3://models/mnt/t",
+        &mnt2,
+        &[&"--passfile", &m.pass, &"--direct-io"],
+    );
+    code(&out, 0);
+    let f = std::fs::File::open(mnt2.join("big.bin")).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let err = f.read_exact_at(&mut buf, 100 * 4096).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(5), "{err}");
+    f.read_exact_at(&mut buf, 0).unwrap();
+    assert_eq!(buf, want[..4096]);
+    // The host replaces the object after the mount listed it: never read (If-Match).
+    let local = std::fs::read(m.cipher.join(big_key.strip_prefix("mnt/t/").unwrap())).unwrap();
+    let body = m.dir.path().join("replaced");
+    std::fs::write(&body, &local).unwrap();
+    s3.admin("put", &[&"models", &big_key, &body]);
+    let err = f.read_exact_at(&mut buf, 900_000).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(5), "{err}");
+    drop(f);
+    drop(guard);
+
+    // A wrong password fails before anything is mounted: 12.
+    let wrong = m.dir.path().join("wrong");
+    std::fs::write(&wrong, b"not the password\n").unwrap();
+    let mnt3 = m.dir.path().join("view3");
+    let (out, _guard) = mount_s3(&bin, &s3, url, &mnt3, &[&"--passfile", &wrong]);
+    code(&out, 12);
+    assert_eq!(std::fs::read_dir(&mnt3).unwrap().count(), 0);
+}
+
+#[test]
+fn pinned_mount_of_a_bucket_serves_only_the_accepted_tree() {
+    let (bin, s3) = setup!();
+    let m = model(83, |_| {});
+    s3.upload(&m.cipher, "models", "pin");
+    let url = "s3://models/pin";
+    let pin = m.dir.path().join("pin.json");
+    let out = ccm(
+        &bin,
+        &s3,
+        &[
+            &"manifest",
+            &m.cipher,
+            &"--passfile",
+            &m.pass,
+            &"--out",
+            &pin,
+        ],
+    );
+    code(&out, 0);
+    let mnt = m.dir.path().join("view");
+    let receipt = m.dir.path().join("receipt.json");
+    let (out, guard) = mount_s3(
+        &bin,
+        &s3,
+        url,
+        &mnt,
+        &[
+            &"--passfile",
+            &m.pass,
+            &"--expect",
+            &pin,
+            &"--receipt",
+            &receipt,
+        ],
+    );
+    code(&out, 0);
+    same_tree(&m.plain, &mnt);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&receipt).unwrap()).unwrap();
+    assert_eq!(r["cipherdir"], url, "{r}");
+    drop(guard);
+    // One more object in the bucket than the pin lists: refused before going live.
+    let extra = m.dir.path().join("extra");
+    std::fs::create_dir(&extra).unwrap();
+    let enc_extra = m.dir.path().join("enc-extra");
+    let mm = Mount::new(&m.cipher, &enc_extra, Some(&m.pass), &[]);
+    std::fs::write(mm.path().join("added.bin"), b"planted").unwrap();
+    mm.unmount();
+    s3.upload(&m.cipher, "models", "pin2");
+    let mnt2 = m.dir.path().join("view2");
+    let (out, _guard) = mount_s3(
+        &bin,
+        &s3,
+        "s3://models/pin2",
+        &mnt2,
+        &[&"--passfile", &m.pass, &"--expect", &pin],
+    );
+    code(&out, 26);
+}
