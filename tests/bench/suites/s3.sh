@@ -5,7 +5,10 @@
 #   ours       ccmount decrypt s3://BUCKET/PREFIX OUT (ranged GETs in flight, decrypted as
 #              they arrive)
 #   s3fs       what users run today: s3fs (Debian) + gocryptfs on top + cp -a
-# and the peak RSS of `ccmount decrypt` at the default concurrency.
+# and the peak RSS of `ccmount decrypt` at the default concurrency; then a sequential read
+# (`cat`) of one MOUNT_MIB file of another tree in the bucket through
+#   ours       ccmount mount s3://BUCKET/PREFIX (the daemon's peak RSS measured too)
+#   s3fs       s3fs + gocryptfs on top
 #
 # The server is moto's server mode (Python, one process; `scripts/setup.sh` installs it),
 # started here on 127.0.0.1: it caps every reader, so `limit` is its ceiling, not S3's.
@@ -28,7 +31,7 @@ suite_main() {
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   moto_server -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
   pid=$!
-  trap 'unmount_quiet "'"$dir"'/mnt"; unmount_quiet "'"$dir"'/s3mnt"; kill '"$pid"' 2>/dev/null; rm -rf "'"$dir"'"' EXIT
+  trap 'unmount_quiet "'"$dir"'/mnt"; unmount_quiet "'"$dir"'/s3mnt"; unmount_quiet "'"$dir"'/ccmnt"; unmount_quiet "'"$dir"'/onemnt"; kill '"$pid"' 2>/dev/null; rm -rf "'"$dir"'"' EXIT
   local ep=http://127.0.0.1:$port i
   for ((i = 0; i < 100; i++)); do
     python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
@@ -45,7 +48,14 @@ suite_main() {
   echo "# uploaded $(python3 "$admin" upload "$ep" "$dir/cipher" bench model) objects" >&2
   printf 'bench:bench\n' >"$dir/s3pass"
   chmod 600 "$dir/s3pass"
-  mkdir -p "$dir/s3mnt"
+  mkdir -p "$dir/s3mnt" "$dir/one" "$dir/onemnt" "$dir/ccmnt"
+  # The mount case: one large file in a tree of its own.
+  gocryptfs -init -q -passfile "$dir/pass" -scryptn 10 "$dir/one"
+  gocryptfs -q -passfile "$dir/pass" "$dir/one" "$dir/onemnt"
+  head -c $((${MOUNT_MIB:-500} << 20)) /dev/urandom >"$dir/onemnt/model.safetensors"
+  unmount_quiet "$dir/onemnt"
+  python3 "$admin" upload "$ep" "$dir/one" bench one >/dev/null
+  local onebytes=$((${MOUNT_MIB:-500} << 20))
 
   local -a lim ours s3f rss
   local w c
@@ -63,8 +73,30 @@ suite_main() {
     rss+=("$(/usr/bin/time -f %M "$cc" decrypt -q --passfile "$dir/pass" --s3-endpoint "$ep" --s3-allow-http s3://bench/model "$dir/out" 2>&1 >/dev/null | tail -1 | awk '{printf "%.0f", $1 / 1024}')")
     rm -rf "$dir/out"
   done
+  local -a mo ms mrss
+  local mpid
+  for ((i = 1; i <= runs; i++)); do
+    echo "# mount run $i/$runs" >&2
+    rm -f "$dir/ready"
+    "$cc" mount -f --ready-file "$dir/ready" --passfile "$dir/pass" --s3-endpoint "$ep" --s3-allow-http s3://bench/one "$dir/ccmnt" 2>/dev/null &
+    mpid=$!
+    for ((w = 0; w < 300; w++)); do [[ -f "$dir/ready" ]] && break; sleep 0.1; done
+    [[ -f "$dir/ready" ]] || { echo "ccmount mount s3:// failed" >&2; exit 1; }
+    read -r w c < <(time_cmd cat "$dir/ccmnt/model.safetensors")
+    mo+=("$(mbps "$onebytes" "$w")")
+    mrss+=("$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$mpid/status")")
+    "$cc" umount "$dir/ccmnt"; wait "$mpid" || true
+    s3fs bench:/one "$dir/s3mnt" -o url="$ep" -o use_path_request_style -o passwd_file="$dir/s3pass" -o ro
+    gocryptfs -q -ro -passfile "$dir/pass" "$dir/s3mnt" "$dir/mnt"
+    read -r w c < <(time_cmd cat "$dir/mnt/model.safetensors")
+    ms+=("$(mbps "$onebytes" "$w")")
+    unmount_quiet "$dir/mnt"; unmount_quiet "$dir/s3mnt"
+  done
   print_metric decrypt_vs_plain_download "$(median "${ours[@]}")" "$(median "${lim[@]}")" download
   print_metric decrypt_vs_s3fs_gocryptfs_cp "$(median "${ours[@]}")" "$(median "${s3f[@]}")" s3fs_gocryptfs
   echo "metric=decrypt_peak_rss_mib ours=$(median "${rss[@]}") limit=256"
+  print_metric mount_seq_read_vs_s3fs_gocryptfs "$(median "${mo[@]}")" "$(median "${ms[@]}")" s3fs_gocryptfs
+  echo "metric=mount_peak_rss_mib ours=$(median "${mrss[@]}") limit=256"
   echo "# runs: ours=${ours[*]} download=${lim[*]} s3fs=${s3f[*]} MB/s; rss=${rss[*]} MiB"
+  echo "# mount runs: ours=${mo[*]} s3fs+gocryptfs=${ms[*]} MB/s; daemon rss=${mrss[*]} MiB"
 }
