@@ -429,7 +429,7 @@ mod tests {
 
     /// A sealed secret that parses (its signature is not checked here).
     fn sealed(name: &str) -> String {
-        let e = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+        let e = |v: Value| URL_SAFE_NO_PAD.encode(v.to_string());
         format!(
             "sealed.{}.{}.{}",
             e(serde_json::json!({"alg": "ES256", "kid": "kbs:///default/keys/sealing"})),
