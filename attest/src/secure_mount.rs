@@ -81,21 +81,21 @@ pub enum RequestError {
         why: String,
     },
     /// A volume type other than those in [`VOLUME_TYPES`].
-    #[error("volume_type {0:?} is not supported: ccmount mounts {supported}", supported = VOLUME_TYPES.join(", "))]
+    #[error("volume_type {0:?} is not supported (supported: {supported})", supported = VOLUME_TYPES.join(", "))]
     VolumeType(String),
     /// `encrypted` empty or absent: a plaintext bucket.
     #[error(
-        "options.encrypted is empty: ccmount serves encrypted trees only; encrypt the tree with gocryptfs (or ccmount encrypt) and set \"encrypted\": \"gocryptfs\""
+        "options.encrypted is empty: only encrypted trees are served; encrypt the tree with gocryptfs and set \"encrypted\": \"gocryptfs\""
     )]
     Unencrypted,
     /// `encrypted` other than `gocryptfs`.
     #[error(
-        "options.encrypted {0:?} is not supported: ccmount serves gocryptfs trees (\"encrypted\": \"gocryptfs\")"
+        "options.encrypted {0:?} is not supported: only gocryptfs trees are served (\"encrypted\": \"gocryptfs\")"
     )]
     Encryption(String),
     /// `readonly = "false"`: a writable mount was asked for.
     #[error(
-        "options.readonly is \"false\": ccmount mounts read-only only; set it to \"true\" or leave it empty"
+        "options.readonly is \"false\": the mount is read-only; set it to \"true\" or leave it empty"
     )]
     Writable,
     /// A sealed secret field that does not parse.
