@@ -350,6 +350,15 @@ mod tests {
     }
 
     #[test]
+    fn secure_mount_is_never_read_as_the_mount_helper_form() {
+        let argv: Vec<OsString> = ["ccmount", "secure-mount", "x", "-o", "ro"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(crate::mountopts::helper_argv(&argv), Ok(None));
+    }
+
+    #[test]
     fn a_request_over_64_kib_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("big.json");
