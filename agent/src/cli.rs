@@ -291,6 +291,12 @@ const EX_MOUNT: &str = concat!(
     "  ccmount --kbs-url https://kbs.example:8080 --kbs-cert kbs-ca.pem mount /models/llama.enc /models/llama --key kbs:///default/llm/model-pass --expect kbs:///default/llm/manifest --foreground\n",
     "  ccmount umount /models/llama",
 );
+const EX_SECURE_MOUNT: &str = concat!(
+    "Examples:\n",
+    "  ccmount --kbs-url https://kbs.example:8080 --kbs-cert kbs-ca.pem secure-mount --request /etc/ccmount/oss-mount.json --foreground --ready-file /run/model-ready\n",
+    "  ccmount --coco-config /etc/confidential-data-hub.toml secure-mount --request /run/secure-mount.json\n",
+    "  ccmount umount /mnt/model",
+);
 const EX_UMOUNT: &str = concat!("Examples:\n", "  ccmount umount /models/llama",);
 const EX_GET_RESOURCE: &str = concat!(
     "Examples:\n",
@@ -338,6 +344,10 @@ pub(crate) enum Command {
     /// Mount a cipher directory read-only as plaintext through FUSE.
     #[command(after_help = EX_MOUNT)]
     Mount(MountArgs),
+    /// Mount an encrypted tree in a bucket as a Confidential Containers data hub (CDH)
+    /// secure-mount request (JSON) asks: read-only, no ossfs or gocryptfs binary.
+    #[command(after_help = EX_SECURE_MOUNT)]
+    SecureMount(SecureMountArgs),
     /// Unmount a ccmount (or any FUSE) mount.
     #[command(after_help = EX_UMOUNT)]
     Umount(UmountArgs),
@@ -539,6 +549,31 @@ pub(crate) struct MountArgs {
     pub(crate) receipt: ReceiptArgs,
     /// Internal: this process is the background daemon started by `ccmount mount`; its
     /// stdout is the pipe on which it reports "ready" or the error.
+    #[arg(long, hide = true, conflicts_with = "foreground")]
+    pub(crate) daemon_child: bool,
+}
+
+/// `ccmount secure-mount`.
+#[derive(Debug, Args)]
+pub(crate) struct SecureMountArgs {
+    /// The CDH secure-mount request (JSON, at most 64 KiB), or `-` for stdin.
+    #[arg(long, value_name = "FILE|-")]
+    pub(crate) request: PathBuf,
+    /// Stay in the foreground (Kubernetes sidecars, systemd Type=notify/simple).
+    #[arg(short = 'f', long)]
+    pub(crate) foreground: bool,
+    /// Create this file once the mount is live (startup probes).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ready_file: Option<PathBuf>,
+    /// Mount options, comma separated (allow_other, ro, fsname=..., ...); the request's
+    /// `otherOpts` (ossfs options) are not used.
+    #[arg(short = 'o', value_name = "OPTS")]
+    pub(crate) options: Vec<String>,
+    /// FUSE worker threads (default: number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
+    /// Internal: this process is the background daemon started by `ccmount secure-mount`;
+    /// its stdout is the status pipe, its stdin the request when it was given as `-`.
     #[arg(long, hide = true, conflicts_with = "foreground")]
     pub(crate) daemon_child: bool,
 }

@@ -51,7 +51,8 @@ fn main() -> ExitCode {
     if let Err(e) = plan::place_receipt(cli.receipt.take(), &mut cli.command) {
         return report(&e, cli.global.log_format);
     }
-    let daemon = matches!(&cli.command, cli::Command::Mount(m) if m.daemon_child);
+    let daemon = matches!(&cli.command, cli::Command::Mount(m) if m.daemon_child)
+        || matches!(&cli.command, cli::Command::SecureMount(m) if m.daemon_child);
     logging::init(&cli.global, daemon);
     hardened.log();
     kbs::install(&cli.global);

@@ -14,7 +14,7 @@ use std::path::Path;
 use fuse_decrypt::MountConfig;
 
 /// Subcommand names: argv whose first word is one of these is not the helper form.
-const SUBCOMMANDS: [&str; 15] = [
+const SUBCOMMANDS: [&str; 16] = [
     "encrypt",
     "decrypt",
     "verify",
@@ -22,6 +22,7 @@ const SUBCOMMANDS: [&str; 15] = [
     "manifest",
     "mount",
     "umount",
+    "secure-mount",
     "get-resource",
     "secrets",
     "attest",

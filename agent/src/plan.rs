@@ -34,7 +34,6 @@ pub(crate) enum KeyPlan {
     /// The key is resolved in memory by the caller and handed to the run directly
     /// (`secure-mount`: the password is a field of the CDH request); [`crate::keys::load`]
     /// refuses this variant.
-    #[allow(dead_code)] // until secure-mount builds it
     Supplied,
 }
 

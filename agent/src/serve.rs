@@ -83,7 +83,6 @@ impl std::fmt::Debug for Supplied {
 
 /// [`foreground`] with the key and storage options `supplied` instead of those the plan and
 /// the global flags name.
-#[allow(dead_code)] // until secure-mount calls it
 pub(crate) fn foreground_supplied(
     g: &GlobalArgs,
     plan: &MountPlan,

@@ -37,6 +37,7 @@ pub mod resource_uri;
 mod sanitize;
 pub mod sealed;
 pub mod secret;
+pub mod secure_mount;
 pub mod token;
 pub mod transport;
 
@@ -131,6 +132,46 @@ pub mod internal {
                 assert!(ResourceUri::parse(&sealed.name().to_string()).is_ok());
                 assert!(sealed.verify(b"{\"kty\":\"RSA\"}").is_err());
                 let _ = sealed.key_id();
+            }
+        }
+
+        /// CDH secure-mount requests. Property: an accepted request has an absolute mount
+        /// point, an `s3://` URL and an endpoint with a scheme; and once the secret options
+        /// (`akId`, `akSecret`, `encPasswd`) of a JSON-shaped input are set to marker values,
+        /// neither an error nor an accepted request's `Debug` shows them.
+        pub fn secure_mount_request(data: &[u8]) {
+            use crate::secure_mount::{SecureMountRequest, Volume};
+            if let Ok(r) = SecureMountRequest::parse(data) {
+                assert!(r.mount_point.starts_with('/'));
+                let Volume::AlibabaCloudOss(o) = &r.volume;
+                assert!(o.s3_url().starts_with("s3://"));
+                assert!(o.endpoint().contains("://"));
+            }
+            let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(data) else {
+                return;
+            };
+            let Some(options) = v.get_mut("options").and_then(|o| o.as_object_mut()) else {
+                return;
+            };
+            // Not ASCII: whatever an error quotes is sanitized to printable ASCII, so only
+            // a raw echo could show a marker.
+            const MARKERS: [&str; 3] = [
+                "\u{1f511}id-marker",
+                "\u{1f511}ak-marker",
+                "\u{1f511}pw-marker",
+            ];
+            for (k, m) in ["akId", "akSecret", "encPasswd"].iter().zip(MARKERS) {
+                options.insert((*k).to_owned(), m.into());
+            }
+            let Ok(bytes) = serde_json::to_vec(&v) else {
+                return;
+            };
+            let shown = match SecureMountRequest::parse(&bytes) {
+                Ok(r) => format!("{r:?}"),
+                Err(e) => e.to_string(),
+            };
+            for m in MARKERS {
+                assert!(!shown.contains(m), "a secret value is shown: {shown}");
             }
         }
 

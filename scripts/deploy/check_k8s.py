@@ -13,7 +13,8 @@ For each overlays/*/ it prints one line per check:
 3. rules the schemas cannot express, some enforced by the API server (Bidirectional needs
    privileged; privileged excludes allowPrivilegeEscalation: false; probes and lifecycle only
    on sidecar init containers), the rest ours (resources, security contexts, probes, RAM
-   volumes sized, images resolved, CoCo pods without host paths or disk emptyDirs ...);
+   volumes sized, images resolved, CoCo pods without host paths or disk emptyDirs, and
+   Bidirectional there only into a RAM emptyDir ...);
 4. ccmount argv: every ccmount container's args, with --help appended, are accepted by the
    real CLI parser (--ccmount BIN), so flags and values match agent/src/cli.rs;
 5. config: the ccmount.toml in the ConfigMap has the documented shape
@@ -145,8 +146,11 @@ def check_rules(where, objs, coco):
                 prop = m.get("mountPropagation")
                 if prop == "Bidirectional" and not priv:
                     fail(cw, "API rule: mountPropagation Bidirectional needs privileged: true")
-                if coco and prop == "Bidirectional":
-                    fail(cw, "CoCo pod: no Bidirectional mounts")
+                # A FUSE sidecar's mount (secure-mount) may leave its container in a CoCo
+                # pod only into an in-guest RAM volume, never into anything host-backed.
+                if coco and prop == "Bidirectional" and \
+                        ((vols.get(m["name"]) or {}).get("emptyDir") or {}).get("medium") != "Memory":
+                    fail(cw, "CoCo pod: Bidirectional only into a medium: Memory emptyDir (in-guest RAM)")
             for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
                 cmd = ((c.get(probe) or {}).get("exec") or {}).get("command")
                 if cmd and image.split("@")[0].rsplit(":", 1)[0].endswith("/ccmount") \
@@ -252,6 +256,12 @@ MUTATIONS = [
      lambda o: container(o, "vllm").pop("readinessProbe")),
     ("decrypt", "unknown field (strict schema)",
      lambda o: container(o, "vllm").update(mountPropagation="Bidirectional")),
+    ("coco-secure-mount", "/dev/fuse hostPath in a CoCo pod",
+     lambda o: deployment(o)["spec"]["template"]["spec"]["volumes"].append(
+         {"name": "dev-fuse", "hostPath": {"path": "/dev/fuse", "type": "CharDevice"}})),
+    ("coco-secure-mount", "Bidirectional into a host-backed volume in a CoCo pod",
+     lambda o: [m.update(name="encrypted-models") for m in container(o, "model-mount")["volumeMounts"]
+                if m.get("mountPropagation") == "Bidirectional"]),
     ("coco-decrypt", "hostPath in a CoCo pod",
      lambda o: deployment(o)["spec"]["template"]["spec"]["volumes"].append(
          {"name": "x", "hostPath": {"path": "/dev/fuse"}})),

@@ -13,6 +13,8 @@ mod manifest;
 mod mount;
 mod secrets;
 #[cfg(feature = "fuse")]
+mod secure_mount;
+#[cfg(feature = "fuse")]
 mod umount;
 mod unseal;
 mod verify;
@@ -47,10 +49,14 @@ pub(crate) fn dispatch(global: &GlobalArgs, command: Command, argv: &[OsString])
         Command::Mount(a) => return mount::run(global, &a, argv),
         #[cfg(feature = "fuse")]
         Command::Umount(a) => return umount::run(a),
+        #[cfg(feature = "fuse")]
+        Command::SecureMount(a) => return secure_mount::run(global, &a, argv),
         #[cfg(not(feature = "fuse"))]
         Command::Mount(_) => "mount (this build has no `fuse` feature)",
         #[cfg(not(feature = "fuse"))]
         Command::Umount(_) => "umount (this build has no `fuse` feature)",
+        #[cfg(not(feature = "fuse"))]
+        Command::SecureMount(_) => "secure-mount (this build has no `fuse` feature)",
         Command::Secrets(a) => return secrets::run(global, &a),
         Command::LoadGpu(a) => return load_gpu::run(global, a),
         Command::BenchH2d(a) => return load_gpu::bench_h2d(global, a),

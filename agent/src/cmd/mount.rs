@@ -32,7 +32,7 @@ const MAX_STATUS: u64 = 64 * 1024;
 pub(crate) fn run(g: &GlobalArgs, a: &MountArgs, argv: &[OsString]) -> Result<Exit> {
     let plan = MountPlan::from_args(a)?;
     if !a.foreground && !a.daemon_child {
-        return spawn_daemon(argv);
+        return spawn_daemon(argv, None);
     }
     let status = a.daemon_child.then(StatusPipe::stdout);
     let ready = || {
@@ -56,19 +56,28 @@ pub(crate) fn run(g: &GlobalArgs, a: &MountArgs, argv: &[OsString]) -> Result<Ex
 
 // ---------------------------------------------------------------- parent (background) ----
 
-/// Starts the daemon child and waits until it reports "ready" or an error.
-fn spawn_daemon(argv: &[OsString]) -> Result<Exit> {
+/// Starts the daemon child and waits until it reports "ready" or an error. `stdin`, if any,
+/// is written to the child's stdin (`secure-mount --request -`: the request read here).
+pub(crate) fn spawn_daemon(argv: &[OsString], stdin: Option<&[u8]>) -> Result<Exit> {
     let exe = std::env::current_exe().context("finding the ccmount binary to start the daemon")?;
     let (rd, wr) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .context("creating the daemon status pipe")?;
     let mut child = Command::new(&exe)
         .args(argv.iter().skip(1))
         .arg("--daemon-child")
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::from(wr))
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("starting the mount daemon {}", exe.display()))?;
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // The child reads it first; if it died instead, its status (below) says why.
+        let _ = pipe.write_all(bytes);
+    }
     // The Command (and with it our copy of the write end) is gone: EOF means the child died.
     let mut line = String::new();
     let read = BufReader::new(File::from(rd).take(MAX_STATUS)).read_line(&mut line);
@@ -101,10 +110,10 @@ fn spawn_daemon(argv: &[OsString]) -> Result<Exit> {
 
 /// The child's end of the status pipe (its stdout).
 #[derive(Debug)]
-struct StatusPipe;
+pub(crate) struct StatusPipe;
 
 impl StatusPipe {
-    fn stdout() -> Self {
+    pub(crate) fn stdout() -> Self {
         StatusPipe
     }
 
@@ -114,13 +123,13 @@ impl StatusPipe {
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
     }
 
-    fn failed(&self, code: Exit, msg: &str) {
+    pub(crate) fn failed(&self, code: Exit, msg: &str) {
         let one_line = msg.replace(['\n', '\r'], " ");
         self.send(&format!("error {} {one_line}", code as u8));
     }
 
     /// Reports "ready" and detaches: logs to syslog, new session, stdio to /dev/null, `/`.
-    fn ready(&self) {
+    pub(crate) fn ready(&self) {
         if !logging::to_syslog() {
             debug!("no /dev/log: the background daemon's log lines are dropped");
         }

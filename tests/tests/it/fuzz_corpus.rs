@@ -47,6 +47,7 @@ fn bodies() -> BTreeMap<&'static str, Body> {
         ("resource_uri", a::resource_uri),
         ("token_claims", a::token_claims),
         ("sealed_secret", a::sealed_secret),
+        ("secure_mount_request", a::secure_mount_request),
         ("s3_location", s3_source::internal::fuzzing::s3_location),
         (
             "storage_credentials",
@@ -326,6 +327,7 @@ proptest::proptest! {
             attest::internal::fuzzing::resource_uri(input);
             attest::internal::fuzzing::token_claims(input);
             attest::internal::fuzzing::sealed_secret(input);
+            attest::internal::fuzzing::secure_mount_request(input);
         }
     }
 }

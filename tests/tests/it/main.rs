@@ -31,3 +31,4 @@ mod roundtrip;
 mod s3;
 mod sealed;
 mod secrets;
+mod secure_mount;
