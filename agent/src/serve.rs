@@ -67,7 +67,6 @@ fn foreground_with(
 
 /// What a caller resolved itself and hands to [`foreground_supplied`] (`secure-mount`: the
 /// password and the storage credentials are fields of the CDH request, unsealed in memory).
-#[allow(dead_code)] // until secure-mount calls it
 pub(crate) struct Supplied {
     /// The model key (the plan's key is [`crate::plan::KeyPlan::Supplied`]).
     pub(crate) key: gocryptfs_format::KeySource,

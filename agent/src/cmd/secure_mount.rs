@@ -158,6 +158,7 @@ fn plan(a: &SecureMountArgs, oss: &OssVolume, req: &SecureMountRequest) -> Resul
         receipt: None,
         // The daemon child keeps the caller's terminal until it is ready.
         foreground: a.foreground || a.daemon_child,
+        cache_size: None,
     })
 }
 
