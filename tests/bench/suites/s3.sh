@@ -9,6 +9,10 @@
 # (`cat`) of one MOUNT_MIB file of another tree in the bucket through
 #   ours       ccmount mount s3://BUCKET/PREFIX (the daemon's peak RSS measured too)
 #   s3fs       s3fs + gocryptfs on top
+# Both read the mount case in MOUNT_CHUNK_MIB (default 32) MiB ranges (`--s3-chunk-size`; s3fs
+# `multipart_size`, 8 in parallel like ccmount's default concurrency): moto answers a ranged
+# GET by reading the whole object, so on moto a range costs the object's size and 8 MiB
+# ranges of a 500 MiB object measure moto, not the readers (docs/benchmarks.md).
 #
 # The server is moto's server mode (Python, one process; `scripts/setup.sh` installs it),
 # started here on 127.0.0.1: it caps every reader, so `limit` is its ceiling, not S3's.
@@ -78,7 +82,7 @@ suite_main() {
   for ((i = 1; i <= runs; i++)); do
     echo "# mount run $i/$runs" >&2
     rm -f "$dir/ready"
-    "$cc" mount -f --ready-file "$dir/ready" --passfile "$dir/pass" --s3-endpoint "$ep" --s3-allow-http s3://bench/one "$dir/ccmnt" 2>/dev/null &
+    "$cc" mount -f --ready-file "$dir/ready" --passfile "$dir/pass" --s3-endpoint "$ep" --s3-allow-http --s3-chunk-size "${MOUNT_CHUNK_MIB:-32}MiB" s3://bench/one "$dir/ccmnt" 2>/dev/null &
     mpid=$!
     for ((w = 0; w < 300; w++)); do [[ -f "$dir/ready" ]] && break; sleep 0.1; done
     [[ -f "$dir/ready" ]] || { echo "ccmount mount s3:// failed" >&2; exit 1; }
@@ -86,7 +90,8 @@ suite_main() {
     mo+=("$(mbps "$onebytes" "$w")")
     mrss+=("$(awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$mpid/status")")
     "$cc" umount "$dir/ccmnt"; wait "$mpid" || true
-    s3fs bench:/one "$dir/s3mnt" -o url="$ep" -o use_path_request_style -o passwd_file="$dir/s3pass" -o ro
+    s3fs bench:/one "$dir/s3mnt" -o url="$ep" -o use_path_request_style -o passwd_file="$dir/s3pass" -o ro \
+      -o multipart_size="${MOUNT_CHUNK_MIB:-32}" -o parallel_count=8
     gocryptfs -q -ro -passfile "$dir/pass" "$dir/s3mnt" "$dir/mnt"
     read -r w c < <(time_cmd cat "$dir/mnt/model.safetensors")
     ms+=("$(mbps "$onebytes" "$w")")
