@@ -186,6 +186,10 @@ fn classify_library(cause: &(dyn std::error::Error + 'static)) -> Option<Exit> {
         return Some(Exit::Usage);
     }
     if let Some(e) = cause.downcast_ref::<gpu_loader::Error>() {
+        // A source's failure (object storage) is classified by its own error, next in the chain.
+        if e.kind() == gpu_loader::ErrorKind::Source {
+            return None;
+        }
         return Some(gpu_exit(e.kind()));
     }
     if let Some(e) = cause.downcast_ref::<gpu_loader::GpuError>() {

@@ -229,20 +229,3 @@ pub(crate) fn check_s3(cipherdir: &Path) -> Result<bool> {
     s3_source::S3Location::parse(s)?;
     Ok(true)
 }
-
-/// Refuses an `s3://` CIPHERDIR for a command that reads local trees only (exit 2, before
-/// anything else), instead of reporting a missing directory named `s3:`.
-///
-/// # Errors
-/// The refusal.
-pub(crate) fn refuse_s3(cipherdir: &Path, command: &str) -> Result<()> {
-    if s3_source::S3Location::is_s3(cipherdir.as_os_str()) {
-        return Err(coded(
-            Exit::Usage,
-            format!(
-                "{command} reads a local cipher directory, not yet an s3:// tree; `ccmount decrypt s3://BUCKET/PREFIX OUTDIR` streams one into RAM and `ccmount mount` serves one (info, verify and manifest read it too)"
-            ),
-        ));
-    }
-    Ok(())
-}

@@ -29,6 +29,10 @@ pub enum Error {
         /// printed twice by error-chain printers).
         problem: SafetensorsError,
     },
+    /// A [`crate::PlainSource`] (a tree in object storage) failed to deliver plaintext; the
+    /// source's own error, for the caller to classify.
+    #[error("{0}")]
+    Source(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
 }
 
 impl Error {
@@ -39,6 +43,7 @@ impl Error {
             Error::Format(e) => ErrorKind::Format(e.kind()),
             Error::Gpu(e) => e.kind(),
             Error::Safetensors { .. } => ErrorKind::Format(gocryptfs_format::ErrorKind::Corrupt),
+            Error::Source(_) => ErrorKind::Source,
         }
     }
 }
@@ -55,4 +60,6 @@ pub enum ErrorKind {
     Gpu,
     /// The loader options are invalid.
     Usage,
+    /// The [`crate::PlainSource`] failed: classify [`Error::Source`]'s inner error.
+    Source,
 }

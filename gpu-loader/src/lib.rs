@@ -341,6 +341,29 @@ impl<D> LoadedFile<D> {
     }
 }
 
+/// Plaintext of one file from somewhere other than a local cipher file (a tree in object
+/// storage, `s3-source`), read in order by [`Loader::load_plain`]. The source authenticates
+/// what it returns: bytes that failed authentication must be an error, never returned.
+pub trait PlainSource {
+    /// The plaintext path, for reports and errors.
+    fn path(&self) -> &Path;
+    /// Plaintext size.
+    fn len(&self) -> u64;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Reads at `offset` into `buf`; returns the bytes read, short only at the end.
+    ///
+    /// # Errors
+    /// The source's error (wrapped in [`Error::Source`]).
+    fn read_at(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> std::result::Result<usize, Box<dyn std::error::Error + Send + Sync + 'static>>;
+}
+
 /// Loads files into a [`CopyTarget`], reusing one ring of staging buffers across files.
 pub struct Loader<'t, T: CopyTarget> {
     target: &'t T,
@@ -452,6 +475,136 @@ impl<'t, T: CopyTarget> Loader<'t, T> {
                 (self.opts.file_hash && len == 0).then(|| Sha256::digest([]).into())
             }),
             digests: self.opts.hash.then_some(out.digests),
+            piece: self.opts.piece_bytes(),
+        })
+    }
+
+    /// Loads the plaintext `src` delivers into a new device buffer, chunk by chunk through
+    /// the staging ring (copies overlap the source's next reads; a source that reads ahead,
+    /// like `s3-source`'s, keeps the network busy meanwhile). Hashes as [`Loader::load_file`]
+    /// does; a `*.safetensors` header is parsed (strictly) before any device memory is used.
+    ///
+    /// # Errors
+    /// [`Error::Source`] (the source failed, e.g. a block that does not authenticate);
+    /// [`Error::Safetensors`]; [`Error::Gpu`]. On error the device buffer is freed.
+    pub fn load_plain(
+        &mut self,
+        src: &dyn PlainSource,
+        progress: &dyn Progress,
+    ) -> Result<LoadedFile<T::Device>> {
+        use std::collections::VecDeque;
+        let path = src.path().to_path_buf();
+        let len = src.len();
+        let read = |off: u64, buf: &mut [u8]| -> Result<usize> {
+            src.read_at(off, buf).map_err(Error::Source)
+        };
+        let tensors = if path.extension().is_some_and(|e| e == "safetensors") {
+            let bad = |problem| Error::Safetensors {
+                path: path.clone(),
+                problem,
+            };
+            let mut prefix = [0u8; 8];
+            let got = read(0, &mut prefix)?;
+            let n =
+                safetensors::json_len(prefix.get(..got).unwrap_or_default(), len).map_err(bad)?;
+            let mut json = vec![0u8; usize::try_from(n).unwrap_or(0)];
+            if read(8, &mut json)? != json.len() {
+                return Err(bad(safetensors::SafetensorsError::HeaderPastEnd {
+                    len: n,
+                    file_size: len,
+                }));
+            }
+            Some(safetensors::parse_json(&json, len).map_err(bad)?.tensors)
+        } else {
+            None
+        };
+        let start = Instant::now();
+        let mut device = self.target.alloc_device(len)?;
+        let chunk = self.opts.chunk_bytes;
+        let piece = self.opts.piece_bytes();
+        self.ring.retain(|b| b.len() >= chunk);
+        let n_chunks = usize::try_from(len.div_ceil(chunk as u64)).unwrap_or(usize::MAX);
+        while self.ring.len() < self.opts.depth.min(n_chunks) {
+            self.ring.push(self.target.alloc_staging(chunk)?);
+        }
+        progress.set_total(len);
+        let mut digests = Vec::new();
+        let mut file_hash = self.opts.file_hash.then(Sha256::new);
+        let mut inflight = VecDeque::new();
+        let mut max_in_flight = 0;
+        let mut chunks = 0u64;
+        let mut off = 0u64;
+        let res = (|| -> Result<()> {
+            while off < len {
+                let n = usize::try_from((len - off).min(chunk as u64)).unwrap_or(chunk);
+                let mut buf = match self.ring.pop() {
+                    Some(b) => b,
+                    None => match inflight.pop_front() {
+                        Some(t) => self.target.wait(t)?,
+                        None => self.target.alloc_staging(chunk)?,
+                    },
+                };
+                let dst = buf.bytes_mut()?.get_mut(..n).ok_or_else(|| {
+                    GpuError::Options("invariant: staging holds one chunk".into())
+                })?;
+                let mut got = 0;
+                while got < n {
+                    let Some(rest) = dst.get_mut(got..) else {
+                        break;
+                    };
+                    let r = read(off + got as u64, rest)?;
+                    if r == 0 {
+                        return Err(Error::Source(
+                            format!(
+                                "{}: ended at byte {} of {len}",
+                                path.display(),
+                                off + got as u64
+                            )
+                            .into(),
+                        ));
+                    }
+                    got += r;
+                }
+                if self.opts.hash {
+                    digests.extend(
+                        dst.chunks(piece)
+                            .map(|p| <[u8; 32]>::from(Sha256::digest(p))),
+                    );
+                }
+                if let Some(h) = file_hash.as_mut() {
+                    h.update(&*dst);
+                }
+                inflight.push_back(self.target.submit_copy(&mut device, off, buf, n)?);
+                max_in_flight = max_in_flight.max(inflight.len());
+                chunks += 1;
+                off += n as u64;
+                progress.advance(n as u64);
+            }
+            Ok(())
+        })();
+        // Every copy is waited for, also after an error, before its buffer is reused or freed.
+        while let Some(t) = inflight.pop_front() {
+            match self.target.wait(t) {
+                Ok(b) => self.ring.push(b),
+                Err(e) if res.is_ok() => return Err(e.into()),
+                Err(_) => {}
+            }
+        }
+        res?;
+        let stats = LoadStats {
+            seconds: start.elapsed().as_secs_f64(),
+            chunks,
+            max_in_flight,
+            pinned: self.ring.first().is_some_and(Staging::is_pinned),
+        };
+        Ok(LoadedFile {
+            path,
+            device,
+            len,
+            tensors,
+            stats,
+            sha256: file_hash.map(|h| h.finalize().into()),
+            digests: self.opts.hash.then_some(digests),
             piece: self.opts.piece_bytes(),
         })
     }

@@ -18,7 +18,9 @@ use anyhow::Result;
 use base64::Engine as _;
 use gocryptfs_format::cipherdir::FileKind;
 use gocryptfs_format::escape::escaped;
-use gocryptfs_format::manifest::{CheckMode, EntryKind, Expected, VerifiedTree, check};
+use gocryptfs_format::manifest::{
+    CheckMode, EntryKind, Expected, Manifest, ManifestEntry, VerifiedTree, check,
+};
 use gocryptfs_format::{CipherDir, walk};
 use gpu_loader::cpu::{CpuOptions, CpuTarget};
 use gpu_loader::{CopyTarget, LoadOptions, LoadedFile, Loader, TargetInfo};
@@ -31,6 +33,122 @@ use crate::pin;
 use crate::plan::KeyPlan;
 use crate::progress::{Bar, count};
 use crate::receipt::Receipt;
+
+/// Where the files come from: a local cipher directory, or a tree in a bucket read through
+/// a [`s3_source::RemoteReader`] (ranged GETs, read-ahead).
+enum Tree {
+    Local(Box<CipherDir>),
+    Remote(std::sync::Arc<s3_source::RemoteReader>),
+}
+
+/// The tree a pin accepted before the load.
+enum Accepted {
+    Local(VerifiedTree),
+    Remote(Manifest),
+}
+
+impl Accepted {
+    fn pinned(&self, path: &Path) -> Option<&ManifestEntry> {
+        match self {
+            Accepted::Local(v) => v.pinned(path),
+            Accepted::Remote(m) => m.get(path),
+        }
+    }
+
+    fn digest(&self) -> gocryptfs_format::manifest::ModelDigest {
+        match self {
+            Accepted::Local(v) => v.digest,
+            Accepted::Remote(m) => m.digest(),
+        }
+    }
+}
+
+/// One file of a bucket's tree as the loader's plaintext source.
+struct RemoteFile {
+    reader: std::sync::Arc<s3_source::RemoteReader>,
+    file: usize,
+    path: PathBuf,
+    len: u64,
+}
+
+impl gpu_loader::PlainSource for RemoteFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> std::result::Result<usize, Box<dyn std::error::Error + Send + Sync + 'static>> {
+        self.reader
+            .read_at(self.file, offset, buf)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+    }
+}
+
+/// Lists and opens the bucket's tree; with a pin, every block is checked and the tree
+/// accepted first (as `decrypt s3://` does), then each loaded file is held to its pinned
+/// file ID (while reading) and SHA-256 (on the bytes copied).
+fn open_remote(
+    g: &GlobalArgs,
+    a: &LoadGpuArgs,
+    key: gocryptfs_format::KeySource,
+    pin: Option<&pin::Pin>,
+) -> Result<(Tree, Option<Accepted>)> {
+    let b = crate::remote::bucket(g, &a.cipherdir)?;
+    let location = b.location().to_string();
+    let tree = crate::remote::open_tree(g, b, key)?;
+    if let Some(first) = tree.first_error() {
+        return Err(anyhow::Error::new(s3_source::S3Error::Problems {
+            count: tree.problems.iter().filter(|p| !p.warning).count(),
+            first: first.to_string(),
+            kind: first.kind(),
+        })
+        .context(format!("{location}: nothing loaded")));
+    }
+    let accepted = match pin {
+        Some(p) => {
+            let bar = Bar::new("check", !g.quiet && !a.json);
+            let report = tree.verify(true, &bar);
+            bar.finish();
+            Some(
+                gocryptfs_format::manifest::check_report(tree.cipher_dir(), &report?, &p.expected)
+                    .map_err(pin::mismatch_error)?,
+            )
+        }
+        None => None,
+    };
+    let ids = tree
+        .files
+        .iter()
+        .map(|f| {
+            match accepted
+                .as_ref()
+                .and_then(|m| m.get(&f.plain))
+                .map(|e| &e.kind)
+            {
+                Some(EntryKind::File(p)) => p.file_id,
+                _ => None,
+            }
+        })
+        .collect();
+    // Two chunks ahead per request in flight, whatever the loader's chunk.
+    let cache = 2 * tree.bucket().options().concurrency as u64 * tree.bucket().options().chunk;
+    let reader = s3_source::RemoteReader::with_expected_ids(
+        std::sync::Arc::new(tree),
+        s3_source::ReaderOptions {
+            cache_bytes: cache,
+            ..s3_source::ReaderOptions::default()
+        },
+        ids,
+    );
+    Ok((Tree::Remote(reader), accepted.map(Accepted::Remote)))
+}
 
 /// One loaded file, as reported.
 struct FileReport {
@@ -58,7 +176,7 @@ fn load_options(g: &GpuArgs, hash: bool) -> Result<LoadOptions> {
 }
 
 pub(crate) fn run(g: &GlobalArgs, a: LoadGpuArgs) -> Result<Exit> {
-    crate::plan::refuse_s3(&a.cipherdir, "load-gpu")?;
+    crate::plan::check_s3(&a.cipherdir)?;
     if a.receipt.receipt.is_some() && a.expect.expect.is_none() {
         return Err(coded(
             Exit::Usage,
@@ -129,26 +247,40 @@ fn run_on<T: CopyTarget>(
     // The pin first (a kbs:/// pin shares the attested session with the key).
     let pin = pin::resolve(&a.expect)?;
     let key = keys::load(&key_plan)?;
-    let dir = keys::open_dir(g, &a.cipherdir, key)?;
-    // With a pin, the tree is accepted before anything is loaded (a manifest pin: names,
-    // types, sizes and file IDs; a bare digest needs every file hashed to compute the
-    // manifest), and then every loaded file is held to its pinned SHA-256 on the bytes
-    // actually copied: there is no window between the check and the load.
-    let accepted = match &pin {
-        Some(p) => {
-            let mode = match p.expected {
-                Expected::Manifest(_) => CheckMode::Structure,
-                Expected::Digest(_) => CheckMode::Full,
-            };
-            let bar = Bar::new("check", !g.quiet && !a.json);
-            let v = check(&dir, &p.expected, mode, &bar).map_err(pin::mismatch_error);
-            bar.finish();
-            Some(v?)
-        }
-        None => None,
+    let (tree, accepted) = if crate::remote::is_s3(&a.cipherdir) {
+        open_remote(g, a, key, pin.as_ref())?
+    } else {
+        let dir = keys::open_dir(g, &a.cipherdir, key)?;
+        // With a pin, the tree is accepted before anything is loaded (a manifest pin: names,
+        // types, sizes and file IDs; a bare digest needs every file hashed to compute the
+        // manifest), and then every loaded file is held to its pinned SHA-256 on the bytes
+        // actually copied: there is no window between the check and the load.
+        let accepted = match &pin {
+            Some(p) => {
+                let mode = match p.expected {
+                    Expected::Manifest(_) => CheckMode::Structure,
+                    Expected::Digest(_) => CheckMode::Full,
+                };
+                let bar = Bar::new("check", !g.quiet && !a.json);
+                let v = check(&dir, &p.expected, mode, &bar).map_err(pin::mismatch_error);
+                bar.finish();
+                Some(Accepted::Local(v?))
+            }
+            None => None,
+        };
+        (Tree::Local(Box::new(dir)), accepted)
     };
     let files = if a.files.is_empty() {
-        let f = default_files(&dir)?;
+        let f = match &tree {
+            Tree::Local(dir) => default_files(dir)?,
+            Tree::Remote(r) => r
+                .tree()
+                .files
+                .iter()
+                .filter(|f| f.plain.as_os_str().as_bytes().ends_with(b".safetensors"))
+                .map(|f| f.plain.clone())
+                .collect(),
+        };
         if f.is_empty() {
             return Err(coded(
                 Exit::Usage,
@@ -169,9 +301,9 @@ fn run_on<T: CopyTarget>(
     let mut reports = Vec::new();
     let mut failure = None;
     for f in &files {
-        let r = load_one(&mut loader, &dir, f, &bar, !a.no_verify).and_then(|(loaded, report)| {
+        let r = load_one(&mut loader, &tree, f, &bar, !a.no_verify).and_then(|(loaded, report)| {
             if let Some(v) = &accepted {
-                held_to_pin(v, &loaded)?;
+                held_to_pin(v.pinned(&loaded.path), &loaded)?;
             }
             Ok((loaded, report))
         });
@@ -211,7 +343,7 @@ fn run_on<T: CopyTarget>(
         Receipt {
             command: "load-gpu",
             cipherdir: &a.cipherdir,
-            digest: v.digest,
+            digest: v.digest(),
             pin: pin.as_ref(),
             key_resource: key_plan.resource().as_deref(),
         }
@@ -222,7 +354,7 @@ fn run_on<T: CopyTarget>(
 
 /// Holds a loaded file to the accepted manifest: pinned as a regular file, same size, and
 /// the SHA-256 of the bytes copied to the device equal to the pinned one.
-fn held_to_pin<D>(v: &VerifiedTree, loaded: &LoadedFile<D>) -> Result<()> {
+fn held_to_pin<D>(pinned: Option<&ManifestEntry>, loaded: &LoadedFile<D>) -> Result<()> {
     let differs = |what: &str| {
         coded(
             Exit::Corrupt,
@@ -232,7 +364,7 @@ fn held_to_pin<D>(v: &VerifiedTree, loaded: &LoadedFile<D>) -> Result<()> {
             ),
         )
     };
-    let Some(EntryKind::File(want)) = v.pinned(&loaded.path).map(|e| &e.kind) else {
+    let Some(EntryKind::File(want)) = pinned.map(|e| &e.kind) else {
         return Err(differs("not a file of the pinned manifest"));
     };
     if want.size != loaded.len {
@@ -247,12 +379,44 @@ fn held_to_pin<D>(v: &VerifiedTree, loaded: &LoadedFile<D>) -> Result<()> {
 
 fn load_one<T: CopyTarget>(
     loader: &mut Loader<'_, T>,
-    dir: &CipherDir,
+    tree: &Tree,
     path: &Path,
     bar: &Bar,
     verify: bool,
 ) -> Result<(LoadedFile<T::Device>, FileReport)> {
-    let loaded = loader.load_path(dir, path, bar)?;
+    let loaded = match tree {
+        Tree::Local(dir) => loader.load_path(dir, path, bar)?,
+        Tree::Remote(r) => {
+            let (file, f) = r
+                .tree()
+                .files
+                .iter()
+                .enumerate()
+                .find(|(_, f)| f.plain == path)
+                .ok_or_else(|| {
+                    coded(
+                        Exit::Usage,
+                        format!(
+                            "{}: no such regular file in the bucket's tree",
+                            escaped(path)
+                        ),
+                    )
+                })?;
+            let src = RemoteFile {
+                reader: std::sync::Arc::clone(r),
+                file,
+                path: f.plain.clone(),
+                len: f.plain_size,
+            };
+            loader.load_plain(&src, bar).map_err(|e| match e {
+                gpu_loader::Error::Source(inner) => match inner.downcast::<s3_source::S3Error>() {
+                    Ok(s3) => anyhow::Error::new(*s3),
+                    Err(other) => anyhow::anyhow!("{other}"),
+                },
+                e => anyhow::Error::new(e),
+            })?
+        }
+    };
     let verify_seconds = if verify {
         Some(loader.verify(&loaded)?)
     } else {

@@ -897,3 +897,106 @@ fn pinned_mount_of_a_bucket_serves_only_the_accepted_tree() {
     );
     code(&out, 26);
 }
+
+/// A small valid safetensors file: one F32 tensor of 1000 elements.
+fn safetensors_bytes() -> Vec<u8> {
+    let json = br#"{"w":{"dtype":"F32","shape":[1000],"data_offsets":[0,4000]}}"#;
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(json);
+    out.extend((0..4000u32).map(|i| (i % 251) as u8));
+    out
+}
+
+#[test]
+fn load_gpu_reads_model_files_from_the_bucket() {
+    let (bin, s3) = setup!();
+    let m = model(89, |p| {
+        std::fs::write(p.join("model.safetensors"), safetensors_bytes()).unwrap();
+    });
+    s3.upload(&m.cipher, "models", "gpu");
+    let url = "s3://models/gpu";
+    // Every *.safetensors by default, on the simulated device, the device copy checked.
+    let out = ccm(
+        &bin,
+        &s3,
+        &[
+            &"load-gpu",
+            &url,
+            &"--target",
+            &"cpu",
+            &"--passfile",
+            &m.pass,
+            &"--json",
+        ],
+    );
+    code(&out, 0);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["files"][0]["bytes"], safetensors_bytes().len(), "{r}");
+    assert!(r.to_string().contains("\"w\""), "{r}");
+    // A named file, pinned: accepted, receipt written.
+    let pin = m.dir.path().join("pin.json");
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"manifest",
+                &m.cipher,
+                &"--passfile",
+                &m.pass,
+                &"--out",
+                &pin,
+            ],
+        ),
+        0,
+    );
+    let receipt = m.dir.path().join("receipt.json");
+    let out = ccm(
+        &bin,
+        &s3,
+        &[
+            &"--s3-chunk-size",
+            &"256KiB",
+            &"load-gpu",
+            &url,
+            &"big.bin",
+            &"--target",
+            &"cpu",
+            &"--passfile",
+            &m.pass,
+            &"--expect",
+            &pin,
+            &"--receipt",
+            &receipt,
+        ],
+    );
+    code(&out, 0);
+    assert!(receipt.exists());
+    // A flipped block: 26 naming the file and block; nothing stays loaded.
+    let (big_key, _) = s3
+        .keys("models", "gpu")
+        .into_iter()
+        .find(|(_, size)| *size > 1_000_000)
+        .unwrap();
+    s3.admin(
+        "flip",
+        &[&"models", &big_key, &(18 + 50 * 4128 + 7).to_string()],
+    );
+    let err = code(
+        &ccm(
+            &bin,
+            &s3,
+            &[
+                &"load-gpu",
+                &url,
+                &"big.bin",
+                &"--target",
+                &"cpu",
+                &"--passfile",
+                &m.pass,
+            ],
+        ),
+        26,
+    );
+    assert!(err.contains("big.bin") && err.contains("block 50"), "{err}");
+}
