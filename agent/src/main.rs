@@ -37,6 +37,7 @@ mod version;
 fn main() -> ExitCode {
     // Before anything reads a secret: no core file may ever hold one.
     let hardened = hardening::disable_core_dumps();
+    hardening::fixed_mmap_threshold();
     let argv: Vec<OsString> = std::env::args_os().collect();
     // `mount -t fuse.ccmount SRC MNT -o OPTS` runs `ccmount SRC MNT -o OPTS` (mount.fuse3).
     #[cfg(feature = "fuse")]
