@@ -140,6 +140,15 @@ pub(crate) struct GlobalArgs {
     /// unprotected (the data stays encrypted and authenticated).
     #[arg(long, global = true, help_heading = "Object storage (s3://)")]
     pub(crate) s3_allow_http: bool,
+    /// Extra trusted CA certificates (PEM) for an HTTPS endpoint with a private CA (MinIO,
+    /// Ceph RGW on premises); the system's roots stay trusted.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Object storage (s3://)"
+    )]
+    pub(crate) s3_ca_cert: Option<PathBuf>,
     /// Storage credentials: kbs:///REPO/TYPE/TAG (fetched in the same attested session as
     /// the key) or a file, holding {"access_key_id", "secret_access_key", "session_token"?};
     /// a sealed secret is unsealed. Else the AWS_* variables or web identity.

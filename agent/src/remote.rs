@@ -38,6 +38,7 @@ struct SourceTable {
     concurrency: Option<usize>,
     chunk_size: Option<String>,
     allow_http: Option<bool>,
+    ca_cert: Option<std::path::PathBuf>,
     credentials: Option<String>,
 }
 
@@ -112,12 +113,51 @@ pub(crate) fn options(g: &GlobalArgs) -> Result<S3Options> {
     if let Some(t) = g.timeout {
         o.deadline = t;
     }
+    if let Some(p) = g.s3_ca_cert.as_ref().or(t.ca_cert.as_ref()) {
+        o.ca_pem = Some(read_ca(p)?);
+    }
     // Refuse bad options before any attestation.
     o.check()?;
     if let Some(src) = g.s3_credentials.as_ref().or(t.credentials.as_ref()) {
         o.credentials = Some(credentials(src)?);
     }
     Ok(o)
+}
+
+/// Reads the PEM file of `--s3-ca-cert` (public data; bounded, since a path could name
+/// anything).
+fn read_ca(p: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    const MAX: u64 = 1 << 20;
+    let f = std::fs::File::open(p).map_err(|e| {
+        coded(
+            Exit::Usage,
+            format!(
+                "--s3-ca-cert {}: {e}; give a readable PEM file",
+                p.display()
+            ),
+        )
+    })?;
+    let mut buf = Vec::new();
+    f.take(MAX + 1).read_to_end(&mut buf).map_err(|e| {
+        coded(
+            Exit::Usage,
+            format!(
+                "--s3-ca-cert {}: {e}; give a readable PEM file",
+                p.display()
+            ),
+        )
+    })?;
+    if buf.len() as u64 > MAX {
+        return Err(coded(
+            Exit::Usage,
+            format!(
+                "--s3-ca-cert {}: larger than 1 MiB; give a PEM file of CA certificates",
+                p.display()
+            ),
+        ));
+    }
+    Ok(buf)
 }
 
 /// Reads `--s3-credentials SRC`: a KBS resource or a (possibly sealed) file.

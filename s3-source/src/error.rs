@@ -106,7 +106,23 @@ impl S3Error {
             }
             E::Precondition { .. } => S3Error::Changed { path: what.into() },
             other => {
-                let message = one_line(&other.to_string());
+                // The causes too: "error sending request" alone hides a TLS refusal.
+                let mut message = other.to_string();
+                let mut cause = std::error::Error::source(&other);
+                while let Some(c) = cause {
+                    let c_msg = c.to_string();
+                    if !message.contains(&c_msg) {
+                        message.push_str(": ");
+                        message.push_str(&c_msg);
+                    }
+                    cause = c.source();
+                }
+                if message.contains("invalid peer certificate") {
+                    message.push_str(
+                        " (the endpoint's TLS certificate is not trusted: give its CA with --s3-ca-cert)",
+                    );
+                }
+                let message = one_line(&message);
                 // Some servers answer a missing bucket or bad key with a generic error.
                 if message.contains("NoSuchBucket") {
                     S3Error::NotFound {

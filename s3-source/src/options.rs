@@ -115,6 +115,9 @@ pub struct S3Options {
     pub chunk: u64,
     /// Static credentials; `None`: the environment (variables, web identity).
     pub credentials: Option<Credentials>,
+    /// Extra trusted root certificates, PEM (`--s3-ca-cert`): a private endpoint's CA, in
+    /// addition to the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
     /// How long one request may keep retrying before it fails.
     pub deadline: Duration,
 }
@@ -129,6 +132,7 @@ impl Default for S3Options {
             concurrency: DEFAULT_CONCURRENCY,
             chunk: DEFAULT_CHUNK,
             credentials: None,
+            ca_pem: None,
             deadline: Duration::from_secs(60),
         }
     }

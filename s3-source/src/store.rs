@@ -69,6 +69,32 @@ impl Drop for Rt {
     }
 }
 
+/// The HTTP client's options: timeouts, the HTTP rule, and the extra roots of `--s3-ca-cert`
+/// (used for the storage endpoint and for a web-identity STS endpoint alike).
+fn client_options(opts: &S3Options) -> Result<ClientOptions, S3Error> {
+    let mut co = ClientOptions::new()
+        .with_allow_http(opts.allow_http)
+        .with_connect_timeout(Duration::from_secs(10))
+        .with_timeout(Duration::from_secs(120))
+        .with_pool_max_idle_per_host(opts.concurrency.max(8));
+    if let Some(pem) = &opts.ca_pem {
+        let bad = |why: String| {
+            S3Error::Usage(format!(
+                "--s3-ca-cert: {why}; give a file of PEM certificates (-----BEGIN CERTIFICATE-----)"
+            ))
+        };
+        let certs = object_store::Certificate::from_pem_bundle(pem)
+            .map_err(|e| bad(format!("not a PEM certificate bundle ({e})")))?;
+        if certs.is_empty() {
+            return Err(bad("no certificate in the file".into()));
+        }
+        for c in certs {
+            co = co.with_root_certificate(c);
+        }
+    }
+    Ok(co)
+}
+
 impl Bucket {
     /// Builds the client (no request yet).
     ///
@@ -89,13 +115,7 @@ impl Bucket {
                 max_retries: 8,
                 retry_timeout: opts.deadline,
             })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_allow_http(opts.allow_http)
-                    .with_connect_timeout(Duration::from_secs(10))
-                    .with_timeout(Duration::from_secs(120))
-                    .with_pool_max_idle_per_host(opts.concurrency.max(8)),
-            );
+            .with_client_options(client_options(&opts)?);
         if let Some(ep) = opts.effective_endpoint() {
             b = b.with_endpoint(ep);
         }

@@ -41,8 +41,11 @@ pub fn skip_reason() -> Option<String> {
 #[derive(Debug)]
 pub struct S3Server {
     child: Child,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` for [`S3Server::start_tls`]).
     pub endpoint: String,
+    /// The CA that signed the server's certificate (PEM file), for a TLS server.
+    pub ca_cert: Option<std::path::PathBuf>,
+    _tls_dir: Option<tempfile::TempDir>,
     /// The test user's access key ID.
     pub access_key_id: String,
     /// Its secret access key.
@@ -63,7 +66,17 @@ impl S3Server {
     /// When the server does not come up within 30 s.
     #[must_use]
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, false)
+    }
+
+    /// Starts a server that does not check credentials, serving HTTPS with a certificate for
+    /// `127.0.0.1` from a CA made here ([`S3Server::ca_cert`]).
+    ///
+    /// # Panics
+    /// When the server does not come up within 30 s.
+    #[must_use]
+    pub fn start_tls() -> Self {
+        Self::start_with(false, true)
     }
 
     /// Starts a server that checks every request's signature.
@@ -72,14 +85,26 @@ impl S3Server {
     /// When the server does not come up within 30 s.
     #[must_use]
     pub fn start_authenticated() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, false)
     }
 
     /// Starts the server and makes the test user (bounded waits; panics on failure).
-    fn start_with(auth: bool) -> Self {
+    fn start_with(auth: bool, tls: bool) -> Self {
         let port = free_port();
         let mut cmd = Command::new("moto_server");
         cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let tls_dir = tls.then(|| {
+            let d = tempfile::tempdir().expect("tempdir");
+            let (ca, cert, key) = tls_material();
+            for (name, pem) in [("ca.pem", ca), ("cert.pem", cert), ("key.pem", key)] {
+                std::fs::write(d.path().join(name), pem).expect("write TLS material");
+            }
+            cmd.arg("-c")
+                .arg(d.path().join("cert.pem"))
+                .arg("-k")
+                .arg(d.path().join("key.pem"));
+            d
+        });
         if auth {
             cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", "3");
         } else {
@@ -91,10 +116,13 @@ impl S3Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        let endpoint = format!("http://127.0.0.1:{port}");
+        let scheme = if tls { "https" } else { "http" };
+        let endpoint = format!("{scheme}://127.0.0.1:{port}");
         let mut server = S3Server {
             child,
             endpoint,
+            ca_cert: tls_dir.as_ref().map(|d| d.path().join("ca.pem")),
+            _tls_dir: tls_dir,
             access_key_id: String::new(),
             secret_access_key: String::new(),
         };
@@ -114,12 +142,12 @@ impl S3Server {
     }
 
     fn admin_anon(&self, args: &[&str]) -> Output {
-        let out = run_with_timeout(
-            Command::new("python3")
-                .arg(tests_dir().join("tools/s3_admin.py"))
-                .args(args),
-            Duration::from_secs(300),
-        );
+        let mut c = Command::new("python3");
+        c.arg(tests_dir().join("tools/s3_admin.py")).args(args);
+        if let Some(ca) = &self.ca_cert {
+            c.env("AWS_CA_BUNDLE", ca);
+        }
+        let out = run_with_timeout(&mut c, Duration::from_secs(300));
         assert!(
             out.status.success(),
             "s3_admin {args:?}: {}",
@@ -193,16 +221,21 @@ impl S3Server {
         cmd.env("AWS_ACCESS_KEY_ID", &self.access_key_id)
             .env("AWS_SECRET_ACCESS_KEY", &self.secret_access_key)
             .env("AWS_REGION", "us-east-1");
+        // boto3 (s3_admin.py) trusts the test CA through this; ccmount never reads it.
+        if let Some(ca) = &self.ca_cert {
+            cmd.env("AWS_CA_BUNDLE", ca);
+        }
     }
 
     /// The ccmount flags that point at this server.
     #[must_use]
     pub fn flags(&self) -> Vec<String> {
-        vec![
-            "--s3-endpoint".into(),
-            self.endpoint.clone(),
-            "--s3-allow-http".into(),
-        ]
+        let mut f = vec!["--s3-endpoint".into(), self.endpoint.clone()];
+        match &self.ca_cert {
+            Some(ca) => f.extend(["--s3-ca-cert".into(), ca.display().to_string()]),
+            None => f.push("--s3-allow-http".into()),
+        }
+        f
     }
 
     /// A temporary file holding the test user's credentials as `--s3-credentials` reads them.
@@ -222,4 +255,34 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A fresh CA and a server certificate for `127.0.0.1` and `localhost` signed by it, as PEM:
+/// (CA certificate, server certificate, server key).
+fn tls_material() -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "ccmount test S3 CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("server params");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "ccmount test S3 server");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let cert = leaf
+        .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
+        .expect("server certificate");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
 }

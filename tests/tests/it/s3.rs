@@ -1000,3 +1000,74 @@ fn load_gpu_reads_model_files_from_the_bucket() {
     );
     assert!(err.contains("big.bin") && err.contains("block 50"), "{err}");
 }
+
+#[test]
+fn an_https_endpoint_with_a_private_ca_is_trusted_only_through_s3_ca_cert() {
+    skip_unless!(gocryptfs::skip_reason());
+    skip_unless!(e2e::s3::skip_reason());
+    let Some(bin) = ccmount_bin() else { return };
+    let s3 = S3Server::start_tls();
+    s3.make_bucket("models");
+    let m = model(81, |_| {});
+    s3.upload(&m.cipher, "models", "tls/v1");
+    let url = "s3://models/tls/v1";
+    // With the CA: verify and decrypt over HTTPS, byte-exact.
+    code(
+        &ccm(&bin, &s3, &[&"verify", &url, &"--passfile", &m.pass]),
+        0,
+    );
+    let out_dir = m.dir.path().join("out");
+    code(
+        &ccm(
+            &bin,
+            &s3,
+            &[&"decrypt", &url, &out_dir, &"--passfile", &m.pass],
+        ),
+        0,
+    );
+    same_tree(&m.plain, &out_dir);
+    // The same through `[source] ca_cert` of --config.
+    let cfg = m.dir.path().join("ccmount.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[source]\nendpoint = \"{}\"\nca_cert = \"{}\"\n",
+            s3.endpoint,
+            s3.ca_cert.as_ref().unwrap().display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(&bin);
+    s3.env(&mut cmd);
+    cmd.args(["--config"]).arg(&cfg).args(["info", url]);
+    code(&run_with_timeout(&mut cmd, Duration::from_secs(120)), 0);
+    // Without it the server's certificate is not trusted: the request fails (60), nothing
+    // is read; the error names the endpoint.
+    let mut cmd = Command::new(&bin);
+    s3.env(&mut cmd);
+    cmd.args([
+        "--s3-endpoint",
+        &s3.endpoint,
+        "--timeout",
+        "5s",
+        "info",
+        url,
+    ]);
+    let err = code(&run_with_timeout(&mut cmd, Duration::from_secs(120)), 60);
+    let errors: Vec<_> = err
+        .lines()
+        .filter(|l| l.contains("ccmount: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("--s3-ca-cert"), "{err}");
+    // A file that holds no certificate: a usage error before any request.
+    let junk = m.dir.path().join("junk.pem");
+    std::fs::write(&junk, b"not a certificate\n").unwrap();
+    let mut cmd = Command::new(&bin);
+    s3.env(&mut cmd);
+    cmd.args(["--s3-endpoint", &s3.endpoint, "--s3-ca-cert"])
+        .arg(&junk)
+        .args(["info", url]);
+    let err = code(&run_with_timeout(&mut cmd, Duration::from_secs(60)), 2);
+    assert!(err.contains("--s3-ca-cert"), "{err}");
+}
