@@ -2,6 +2,7 @@
 //! plaintext tree, with the `gocryptfs -init` options we support (`docs/cli.md`).
 
 use std::os::unix::fs::DirBuilderExt as _;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use gocryptfs_format::configfile::{Layout, NameLayout};
@@ -83,6 +84,7 @@ pub(crate) fn run(g: &GlobalArgs, a: EncryptArgs) -> Result<Exit> {
     // To a bucket: written to a private staging directory (ciphertext only), then
     // uploaded; the prefix must be empty (a tree is never merged into another).
     let (bucket, staging) = if crate::remote::is_s3(&a.cipherdir) {
+        refuse_symlinks(&a.plaindir)?;
         let b = crate::remote::bucket(g, &a.cipherdir)?;
         if !b.is_empty()? {
             return Err(coded(
@@ -176,4 +178,33 @@ impl Drop for Staging {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// A bucket holds no symlinks: the first one in PLAINDIR is refused by its plaintext path
+/// before any key is derived or object written (FIFOs and devices are skipped as locally).
+fn refuse_symlinks(plaindir: &Path) -> Result<()> {
+    let mut stack = vec![plaindir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?;
+        for e in entries {
+            let e = e.with_context(|| format!("reading {}", dir.display()))?;
+            let ft = e
+                .file_type()
+                .with_context(|| format!("reading {}", e.path().display()))?;
+            if ft.is_symlink() {
+                return Err(coded(
+                    Exit::Usage,
+                    format!(
+                        "{}: a symlink cannot be stored in a bucket (objects have no links); replace it with the file it points to, or encrypt to a local directory",
+                        e.path().display()
+                    ),
+                ));
+            }
+            if ft.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    Ok(())
 }

@@ -570,13 +570,15 @@ fn encrypt_writes_a_tree_into_the_bucket_that_the_real_gocryptfs_checks_and_moun
         0,
     );
     same_tree(&out_dir, &plain);
-    // A symlink cannot go into a bucket: refused by name, nothing uploaded.
+    // A symlink cannot go into a bucket: refused by its plaintext path before anything is
+    // derived or uploaded (a usage error: the input, not the bucket, is at fault).
     std::os::unix::fs::symlink("edge/size1", plain.join("link")).unwrap();
     let err = code(
         &encrypt_to(&bin, &s3, &plain, "s3://models/owner/v2", &pass),
-        26,
+        2,
     );
-    assert!(err.contains("symlink"), "{err}");
+    assert!(err.contains("symlink") && err.contains("link:"), "{err}");
+    assert!(s3.keys("models", "owner/v2").is_empty());
 }
 
 #[test]
