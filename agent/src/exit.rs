@@ -277,9 +277,15 @@ fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
             E::CredentialsInUrl => Some(
                 "give credentials with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or --s3-credentials",
             ),
+            E::Unreachable { message, .. } if message.contains("certificate is not trusted") => {
+                Some("give the endpoint's CA certificate with --s3-ca-cert (or [source] ca_cert)")
+            }
             E::Unreachable { .. } => Some(
                 "check --s3-endpoint (or AWS_ENDPOINT_URL) and the network; raise --timeout if the server is slow",
             ),
+            E::Usage(m) if m.starts_with("extra CA certificates") => {
+                Some("give --s3-ca-cert a file of PEM certificates (-----BEGIN CERTIFICATE-----)")
+            }
             E::Auth { .. } => Some(
                 "check the storage credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the --s3-credentials resource",
             ),

@@ -118,9 +118,7 @@ impl S3Error {
                     cause = c.source();
                 }
                 if message.contains("invalid peer certificate") {
-                    message.push_str(
-                        " (the endpoint's TLS certificate is not trusted: give its CA with --s3-ca-cert)",
-                    );
+                    message.push_str(" (the endpoint's TLS certificate is not trusted)");
                 }
                 let message = one_line(&message);
                 // Some servers answer a missing bucket or bad key with a generic error.

@@ -78,11 +78,7 @@ fn client_options(opts: &S3Options) -> Result<ClientOptions, S3Error> {
         .with_timeout(Duration::from_secs(120))
         .with_pool_max_idle_per_host(opts.concurrency.max(8));
     if let Some(pem) = &opts.ca_pem {
-        let bad = |why: String| {
-            S3Error::Usage(format!(
-                "--s3-ca-cert: {why}; give a file of PEM certificates (-----BEGIN CERTIFICATE-----)"
-            ))
-        };
+        let bad = |why: String| S3Error::Usage(format!("extra CA certificates: {why}"));
         let certs = object_store::Certificate::from_pem_bundle(pem)
             .map_err(|e| bad(format!("not a PEM certificate bundle ({e})")))?;
         if certs.is_empty() {
