@@ -129,7 +129,7 @@ pub(crate) fn options(g: &GlobalArgs) -> Result<S3Options> {
 fn read_ca(p: &Path) -> Result<Vec<u8>> {
     use std::io::Read as _;
     const MAX: u64 = 1 << 20;
-    let f = std::fs::File::open(p).map_err(|e| {
+    let unreadable = |e: std::io::Error| {
         coded(
             Exit::Usage,
             format!(
@@ -137,17 +137,13 @@ fn read_ca(p: &Path) -> Result<Vec<u8>> {
                 p.display()
             ),
         )
-    })?;
+    };
     let mut buf = Vec::new();
-    f.take(MAX + 1).read_to_end(&mut buf).map_err(|e| {
-        coded(
-            Exit::Usage,
-            format!(
-                "--s3-ca-cert {}: {e}; give a readable PEM file",
-                p.display()
-            ),
-        )
-    })?;
+    std::fs::File::open(p)
+        .map_err(unreadable)?
+        .take(MAX + 1)
+        .read_to_end(&mut buf)
+        .map_err(unreadable)?;
     if buf.len() as u64 > MAX {
         return Err(coded(
             Exit::Usage,
